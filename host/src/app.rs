@@ -1,0 +1,145 @@
+//! The application: shared state, start-up (configuration check, database, migrations,
+//! router) and serving until a shutdown signal, finishing the requests in flight.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::{
+    auth::AuthState,
+    clock::{Clock, SystemClock},
+    config::Config,
+    store::Store,
+};
+
+/// State every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The configuration the service started with.
+    pub config: Arc<Config>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Auth keys and throttling.
+    pub auth: Arc<AuthState>,
+    /// Redis, when configured.
+    pub redis: Option<redis::Client>,
+    /// Origins allowed for CORS and cookie-authenticated writes besides our own.
+    pub allowed_origins: Arc<[String]>,
+    /// Set once migrations ran.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// A built application bound to its port, ready to serve.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    port: u16,
+}
+
+impl App {
+    /// Builds the application with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application with the given clock (tests move time by hand).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        config.validate()?;
+        let store = Store::connect(&config.store).await?;
+        store.migrate().await?;
+        let redis = match config.redis_url.trim() {
+            "" => None,
+            url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
+        };
+        let allowed_origins = config
+            .cors_origins()
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .collect();
+        let state = AppState {
+            store,
+            auth: AuthState::from_config(&config),
+            config: Arc::new(config),
+            clock,
+            redis,
+            allowed_origins,
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let listener = TcpListener::bind(state.config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", state.config.bind))?;
+        let port = listener.local_addr()?.port();
+        state.ready.store(true, Ordering::Release);
+        Ok(Self {
+            listener,
+            state,
+            port,
+        })
+    }
+
+    /// The port the application listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state (tests reach the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
+    /// database pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let store = self.state.store.clone();
+        let router = crate::http::router(self.state);
+        tracing::info!(
+            port = self.port,
+            backend = store.backend(),
+            "orderhost listening"
+        );
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("server error")?;
+        tracing::info!("in-flight requests finished; closing the database");
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,164 @@
+//! The command line: `serve`, `migrate`, `user create`, `tenant create`. Every option has
+//! an environment variable and a default, so `orderhost serve` needs nothing.
+
+use std::io::BufRead as _;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::{
+    app::{App, shutdown_signal},
+    auth::{Role, check_password_shape, password},
+    clock::{Clock, SystemClock},
+    config::{Config, LogConfig, StoreConfig},
+    store::Store,
+    tenants, users,
+};
+
+/// orderhost: an ordering service whose merchant rules run as WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "orderhost", version, about)]
+pub struct Cli {
+    /// Logging settings (apply to every command).
+    #[command(flatten)]
+    pub log: LogConfig,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API (migrations run first).
+    Serve(Box<Config>),
+    /// Apply database migrations and exit.
+    Migrate(StoreConfig),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+/// User commands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user, e.g. the first operator. The password is read from
+    /// `ORDERHOST_USER_PASSWORD` or, when that is unset, from the first line of stdin.
+    Create(CreateUser),
+}
+
+/// Arguments of `user create`.
+#[derive(Debug, Args)]
+pub struct CreateUser {
+    /// Database settings.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// Email of the new user.
+    #[arg(long, env = "ORDERHOST_USER_EMAIL")]
+    pub email: String,
+    /// Role: customer, admin or operator.
+    #[arg(long, env = "ORDERHOST_USER_ROLE", default_value = "customer", value_parser = parse_role)]
+    pub role: Role,
+    /// Tenant slug.
+    #[arg(long, env = "ORDERHOST_USER_TENANT", default_value = crate::store::DEFAULT_TENANT_SLUG)]
+    pub tenant: String,
+    /// Make the user a VIP.
+    #[arg(long, env = "ORDERHOST_USER_VIP", default_value_t = false)]
+    pub vip: bool,
+}
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Create(CreateTenant),
+}
+
+/// Arguments of `tenant create`.
+#[derive(Debug, Args)]
+pub struct CreateTenant {
+    /// Database settings.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// URL-safe unique name.
+    #[arg(long)]
+    pub slug: String,
+    /// Display name (defaults to the slug).
+    #[arg(long, default_value = "")]
+    pub name: String,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: use customer, admin or operator"))
+}
+
+/// Parses the command line and runs it; the process exit code follows the result.
+pub async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let _guards = crate::observability::init(&cli.log)?;
+    match cli.command {
+        Command::Serve(config) => {
+            let app = App::build(*config).await?;
+            app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Migrate(store) => {
+            let store = Store::connect(&store).await?;
+            store.migrate().await?;
+            tracing::info!(backend = store.backend(), "migrations applied");
+            Ok(())
+        }
+        Command::User(UserCommand::Create(args)) => create_user(args).await,
+        Command::Tenant(TenantCommand::Create(args)) => {
+            let store = Store::connect(&args.store).await?;
+            store.migrate().await?;
+            let slug = tenants::parse_slug(&args.slug).map_err(|e| anyhow::anyhow!(e.message))?;
+            let name = if args.name.trim().is_empty() {
+                slug.clone()
+            } else {
+                args.name
+            };
+            tenants::create(&store, &slug, &name, SystemClock.now_ms())
+                .await?
+                .with_context(|| format!("a tenant named {slug:?} exists"))?;
+            println!("tenant {slug} created");
+            Ok(())
+        }
+    }
+}
+
+async fn create_user(args: CreateUser) -> anyhow::Result<()> {
+    let password = match std::env::var("ORDERHOST_USER_PASSWORD") {
+        Ok(p) if !p.is_empty() => p,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("reading the password from stdin")?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    check_password_shape(&password).map_err(|e| anyhow::anyhow!(e.message))?;
+    let email = users::Email::parse(&args.email).map_err(|e| anyhow::anyhow!(e.message))?;
+    let store = Store::connect(&args.store).await?;
+    store.migrate().await?;
+    let tenant_id = tenants::resolve(&store, Some(&args.tenant))
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let hash = password::hash(password).await?;
+    let now = SystemClock.now_ms();
+    let user = users::create(&store, &tenant_id, &email, &hash, args.role, now).await?;
+    if args.vip {
+        users::update(&store, &tenant_id, email.as_str(), args.role, true, now).await?;
+    }
+    println!(
+        "user {} created in tenant {} with role {}",
+        user.email,
+        user.tenant_slug,
+        args.role.as_str()
+    );
+    Ok(())
+}

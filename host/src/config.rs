@@ -1,0 +1,215 @@
+//! Configuration: every setting the service reads, with its command-line flag, its
+//! environment variable and its default. `orderhost serve` with nothing set starts a
+//! development instance on 127.0.0.1:8000 backed by `data/orderhost.db`.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+
+/// Where the service runs: development relaxes cookie security and invents a JWT secret,
+/// production refuses to start without a strong one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Local work: cookies without `Secure`, a random JWT secret when none is set.
+    Development,
+    /// Real traffic: `Secure` cookies, a JWT secret of at least 32 bytes is mandatory.
+    Production,
+}
+
+/// Log line format on standard output and in the log files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, one line per event.
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings shared by every command that touches the database.
+#[derive(Debug, Clone, Args)]
+pub struct StoreConfig {
+    /// Database: `sqlite://path` (created if missing) or `postgres://user:pass@host/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "ORDERHOST_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+/// Default database: an embedded SQLite file next to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/orderhost.db";
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            db_max_connections: 16,
+        }
+    }
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Args)]
+pub struct LogConfig {
+    /// Line format: `pretty` or `json`.
+    #[arg(long, global = true, env = "ORDERHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `orderhost=debug,tower_http=info`.
+    #[arg(long, global = true, env = "ORDERHOST_LOG", default_value = "info")]
+    pub log_level: String,
+    /// Folder for `combined.log` and `error.log` (rotated daily); empty disables files.
+    #[arg(long, global = true, env = "ORDERHOST_LOG_DIR", default_value = "logs")]
+    pub log_dir: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            log_dir: "logs".to_owned(),
+        }
+    }
+}
+
+/// Everything `orderhost serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database settings.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// `development` or `production`.
+    #[arg(long = "env", env = "ORDERHOST_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
+    /// Address and port to listen on (port 0 picks a free one).
+    #[arg(long, env = "ORDERHOST_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Redis for queues and fan-out (`redis://127.0.0.1:6379`); empty = not used.
+    #[arg(long, env = "REDIS_URL", default_value = "")]
+    pub redis_url: String,
+    /// HMAC secret for access tokens; at least 32 bytes in production. Development
+    /// generates a random one per start when it is empty.
+    #[arg(
+        long,
+        env = "ORDERHOST_JWT_SECRET",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub jwt_secret: String,
+    /// Access token (JWT) lifetime in seconds.
+    #[arg(long, env = "ORDERHOST_ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    #[arg(long, env = "ORDERHOST_REFRESH_TOKEN_TTL_SECS", default_value_t = 14 * 24 * 3600)]
+    pub refresh_token_ttl_secs: u64,
+    /// Browser origins allowed to call the API with credentials (comma separated,
+    /// e.g. `https://shop.example.com`). Same-origin requests are always allowed.
+    #[arg(
+        long,
+        env = "ORDERHOST_CORS_ORIGINS",
+        default_value = "",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body in bytes (bigger → 413 `PAYLOAD_TOO_LARGE`).
+    #[arg(long, env = "ORDERHOST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Time a request may take before it is answered 503 `REQUEST_TIMEOUT`, in ms.
+    #[arg(long, env = "ORDERHOST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub request_timeout_ms: u64,
+    /// Failed logins per account within the window before the account is throttled.
+    #[arg(long, env = "ORDERHOST_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+    /// Failed logins per client IP within the window before the IP is throttled.
+    #[arg(long, env = "ORDERHOST_LOGIN_IP_MAX_FAILURES", default_value_t = 20)]
+    pub login_ip_max_failures: u32,
+    /// Length of the login throttling window in seconds.
+    #[arg(long, env = "ORDERHOST_LOGIN_WINDOW_SECS", default_value_t = 900)]
+    pub login_window_secs: u64,
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a proxy
+    /// you control, such as the bundled nginx).
+    #[arg(long, env = "ORDERHOST_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            store: StoreConfig::default(),
+            environment: Environment::Development,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            redis_url: String::new(),
+            jwt_secret: String::new(),
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 14 * 24 * 3600,
+            cors_origins: Vec::new(),
+            body_limit_bytes: 64 * 1024,
+            request_timeout_ms: 15_000,
+            login_max_failures: 5,
+            login_ip_max_failures: 20,
+            login_window_secs: 900,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// Shortest JWT secret accepted in production (HS256 wants at least 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// A configuration that cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Production without a JWT secret.
+    #[error(
+        "ORDERHOST_JWT_SECRET is not set: a production start needs a secret of at least {MIN_JWT_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+    )]
+    MissingJwtSecret,
+    /// Production with a short JWT secret.
+    #[error(
+        "ORDERHOST_JWT_SECRET is {0} bytes long: a production start needs at least {MIN_JWT_SECRET_BYTES} bytes"
+    )]
+    WeakJwtSecret(usize),
+    /// A CORS origin that is not `scheme://host[:port]`.
+    #[error("ORDERHOST_CORS_ORIGINS entry {0:?} is not an origin like https://shop.example.com")]
+    BadCorsOrigin(String),
+}
+
+impl Config {
+    /// Whether the service runs in development mode.
+    pub fn is_development(&self) -> bool {
+        self.environment == Environment::Development
+    }
+
+    /// Checks what can be checked before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.environment == Environment::Production {
+            match self.jwt_secret.len() {
+                0 => return Err(ConfigError::MissingJwtSecret),
+                n if n < MIN_JWT_SECRET_BYTES => return Err(ConfigError::WeakJwtSecret(n)),
+                _ => {}
+            }
+        }
+        for origin in self.cors_origins() {
+            let ok = url::Url::parse(origin)
+                .map(|u| u.origin().ascii_serialization() == origin.trim_end_matches('/'))
+                .unwrap_or(false);
+            if !ok {
+                return Err(ConfigError::BadCorsOrigin(origin.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configured CORS origins without empty entries.
+    pub fn cors_origins(&self) -> impl Iterator<Item = &str> {
+        self.cors_origins
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Request timeout as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}

@@ -1,0 +1,125 @@
+//! `GET /health` (liveness plus the state of each dependency) and `GET /health/ready`
+//! (503 until migrations ran and every dependency answers).
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use axum::{extract::State, http::StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::extract::Json;
+use crate::app::AppState;
+
+/// How long a dependency may take to answer a health probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The health report.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    /// `ok`, `degraded` (a dependency is down) or `starting` (migrations not run yet).
+    pub status: &'static str,
+    /// Service version.
+    pub version: &'static str,
+    /// Database backend in use (`sqlite` or `postgres`).
+    pub database_backend: &'static str,
+    /// One entry per dependency.
+    pub checks: BTreeMap<&'static str, Check>,
+}
+
+/// The state of one dependency.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// `up` or `down`.
+    pub status: &'static str,
+    /// Round-trip time of the probe in milliseconds.
+    pub latency_ms: f64,
+    /// Why it is down (no secrets: connection strings are never included).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+}
+
+async fn probe<F, E>(fut: F) -> Check
+where
+    F: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(PROBE_TIMEOUT, fut).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+    };
+    Check {
+        status: if error.is_none() { "up" } else { "down" },
+        latency_ms,
+        error,
+    }
+}
+
+async fn report(state: &AppState) -> HealthReport {
+    let mut checks = BTreeMap::new();
+    checks.insert("database", probe(state.store.ping()).await);
+    if let Some(client) = &state.redis {
+        let client = client.clone();
+        checks.insert(
+            "redis",
+            probe(async move {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+            .await,
+        );
+    }
+    let all_up = checks.values().all(|c| c.status == "up");
+    let status = if !state.ready.load(Ordering::Acquire) {
+        "starting"
+    } else if all_up {
+        "ok"
+    } else {
+        "degraded"
+    };
+    HealthReport {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        database_backend: state.store.backend(),
+        checks,
+    }
+}
+
+/// Liveness: 200 while the process serves, with the state of each dependency.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, body = HealthReport)))]
+async fn health(State(state): State<AppState>) -> Json<HealthReport> {
+    Json(report(&state).await)
+}
+
+/// Readiness: 200 when migrations ran and every dependency answers, 503 otherwise.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
+async fn ready(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let report = report(&state).await;
+    let code = if report.status == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report))
+}

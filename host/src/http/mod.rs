@@ -1,0 +1,168 @@
+//! HTTP: router assembly from each module's `router()`, the middleware stack (request ids,
+//! tracing, CORS, CSRF, body limit, timeout, panic guard), the error envelope, extractors,
+//! health and API docs.
+
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod pagination;
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use tracing::{Span, field::Empty};
+use utoipa_axum::router::OpenApiRouter;
+
+use self::error::{ApiError, ErrorCode};
+use crate::app::AppState;
+
+/// The whole API: every module's routes, docs and middleware.
+pub fn router(state: AppState) -> Router {
+    let api = OpenApiRouter::with_openapi(docs::base())
+        .merge(crate::auth::router())
+        .merge(crate::users::router())
+        .merge(crate::tenants::router())
+        .merge(health::router());
+    let (routes, openapi) = api.split_for_parts();
+
+    let cors = cors_layer(&state);
+    routes
+        .merge(docs::router(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::csrf::guard,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(make_span)
+                        .on_request(())
+                        .on_response(on_response)
+                        .on_failure(()),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(cors),
+        )
+        .with_state(state)
+}
+
+fn make_span(request: &Request) -> Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+        .unwrap_or("<unmatched>");
+    tracing::info_span!(
+        "request",
+        request_id,
+        method = %request.method(),
+        route,
+        status = Empty,
+        latency_ms = Empty,
+        tenant = Empty,
+        user = Empty,
+    )
+}
+
+fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+    let status = response.status().as_u16();
+    span.record("status", status);
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    if response.status().is_server_error() {
+        tracing::error!(status, code, "request failed");
+    } else {
+        tracing::info!(status, code, "request finished");
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The payload may hold anything; log that it happened, not what it said.
+    tracing::error!("handler panicked");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "internal error; the request id identifies it in the logs",
+    )
+    .into_response()
+}
+
+fn cors_layer(state: &AppState) -> CorsLayer {
+    let origins: Vec<HeaderValue> = state
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-tenant"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::LOCATION])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Answers 503 `REQUEST_TIMEOUT` when a handler takes longer than configured. Streaming
+/// bodies (server-sent events) are not cut: the limit covers producing the response head.
+async fn timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.config.request_timeout(), next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "REQUEST_TIMEOUT",
+            "the request took too long; retry later",
+        )
+        .with_retry_after(1)
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("ROUTE_NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not accept this method",
+    )
+}

@@ -1,0 +1,18 @@
+//! orderhost: an e-commerce ordering service. The host owns HTTP, storage and queues;
+//! the rules that differ between merchants run as WebAssembly components behind WIT.
+//!
+//! One module per concern; each owns its types, SQL and routes.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod observability;
+pub mod store;
+pub mod tenants;
+pub mod users;
+
+pub use app::{App, AppState};
+pub use config::Config;

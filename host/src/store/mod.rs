@@ -1,0 +1,165 @@
+//! Storage: the connection pool, migrations and the choice of backend.
+//!
+//! The backend is chosen at start-up from the `DATABASE_URL` scheme: `sqlite://` (the
+//! embedded default) or `postgres://`. Queries are written once in SQL both dialects
+//! understand (`$1` placeholders, bigint epoch-millisecond timestamps, text ids) and run on
+//! either pool through [`with_pool!`]; the few places where the dialects must differ are
+//! kept side by side in this module.
+
+use std::{path::PathBuf, str::FromStr, time::Duration};
+
+use sqlx::{
+    PgPool, SqlitePool,
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+
+use crate::config::StoreConfig;
+
+/// Id of the tenant that exists on every installation (seeded by the first migration).
+pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
+
+/// Slug of the tenant that exists on every installation.
+pub const DEFAULT_TENANT_SLUG: &str = "default";
+
+/// A database pool of the backend chosen at start-up.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// PostgreSQL server.
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the concrete pool of `$store`. The body is compiled
+/// once per backend, so one query text and one `FromRow` type serve both.
+#[macro_export]
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A `DATABASE_URL` with a scheme we do not serve.
+    #[error(
+        "DATABASE_URL {0:?} is not supported: use sqlite://path/to/file.db or postgres://user:password@host/db"
+    )]
+    UnsupportedUrl(String),
+    /// The folder of the SQLite file could not be created.
+    #[error("cannot create the folder {path} for the SQLite database: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Connecting failed.
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The file path in a `sqlite:` URL, if it is one (`sqlite::memory:` has none).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
+impl Store {
+    /// Opens a pool for `cfg.database_url`, creating the SQLite file and its folder if
+    /// missing.
+    pub async fn connect(cfg: &StoreConfig) -> Result<Self, StoreError> {
+        let url = cfg.database_url.trim();
+        if url.starts_with("sqlite:") {
+            if let Some(dir) = sqlite_path(url).and_then(|p| p.parent().map(PathBuf::from))
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+            }
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(StoreError::Connect)?
+                .create_if_missing(true)
+                // WAL lets readers run beside the single writer; busy_timeout makes a
+                // writer wait for the lock instead of failing at once.
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(cfg.db_max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(StoreError::Connect)?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(cfg.db_max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(StoreError::Connect)?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// Applies the migrations of this backend (one folder per dialect).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// The backend's name, for health reports and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    /// A round trip to the database.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        with_pool!(self, pool => sqlx::query("select 1").execute(pool).await.map(|_| ()))
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Whether `err` is the violation of the unique constraint named `constraint`
+/// (both backends report the constraint name; SQLite only the columns, so we match
+/// either).
+pub fn is_unique_violation(err: &sqlx::Error, constraint: &str, columns: &str) -> bool {
+    let Some(db) = err.as_database_error() else {
+        return false;
+    };
+    if !db.is_unique_violation() {
+        return false;
+    }
+    match db.constraint() {
+        Some(name) => name == constraint,
+        // SQLite says "UNIQUE constraint failed: users.tenant_id, users.email".
+        None => db.message().contains(columns),
+    }
+}

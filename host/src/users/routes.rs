@@ -1,0 +1,228 @@
+//! The users admin API.
+
+use axum::{extract::State, http::StatusCode};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{Email, UserRow, UserView};
+use crate::{
+    app::AppState,
+    auth::{AuthUser, Role},
+    http::{
+        error::{ApiError, ErrorEnvelope},
+        extract::{Json, Path, Query},
+        pagination::{Page, PageQuery},
+    },
+    tenants,
+};
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(get_user, update_user, delete_user))
+        .routes(routes!(promote_vip))
+        .routes(routes!(demote_vip))
+}
+
+/// Which tenant an admin request is about.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantQuery {
+    /// Tenant slug; operators only (admins always act on their own tenant).
+    pub tenant: Option<String>,
+}
+
+/// Body of `PATCH /users/{email}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUser {
+    /// New role. Admins may grant `customer` and `admin`; only operators grant `operator`.
+    pub role: Option<Role>,
+    /// New VIP flag.
+    pub vip: Option<bool>,
+}
+
+fn user_not_found(email: &str) -> ApiError {
+    ApiError::not_found("USER_NOT_FOUND", "no such user in this tenant")
+        .with_details(serde_json::json!({ "email": email }))
+}
+
+/// The tenant an admin action applies to: an admin's own; an operator's choice.
+/// An admin naming another tenant gets 404, exactly as for a missing one.
+async fn scope(
+    state: &AppState,
+    actor: &AuthUser,
+    tenant: Option<&str>,
+) -> Result<String, ApiError> {
+    actor.require_admin()?;
+    match (actor.role, tenant.map(str::trim).filter(|s| !s.is_empty())) {
+        (_, None) => Ok(actor.tenant_id.clone()),
+        (Role::Operator, Some(slug)) => tenants::resolve(&state.store, Some(slug)).await,
+        (_, Some(slug)) => {
+            let id = tenants::resolve(&state.store, Some(slug)).await?;
+            if id == actor.tenant_id {
+                Ok(id)
+            } else {
+                Err(tenants::not_found(slug))
+            }
+        }
+    }
+}
+
+/// Loads the target user of an admin action, enforcing that admins do not manage operators.
+async fn target(
+    state: &AppState,
+    actor: &AuthUser,
+    tenant_id: &str,
+    raw_email: &str,
+) -> Result<UserRow, ApiError> {
+    let email = Email::parse(raw_email).map_err(|_| user_not_found(raw_email))?;
+    let user = super::find_by_email(&state.store, tenant_id, email.as_str())
+        .await?
+        .ok_or_else(|| user_not_found(email.as_str()))?;
+    if user.role() == Role::Operator && actor.role != Role::Operator {
+        return Err(ApiError::forbidden(
+            "only operators manage operator accounts",
+        ));
+    }
+    Ok(user)
+}
+
+async fn apply(
+    state: &AppState,
+    tenant_id: &str,
+    user: &UserRow,
+    role: Role,
+    vip: bool,
+) -> Result<UserView, ApiError> {
+    let now = state.clock.now_ms();
+    if !super::update(&state.store, tenant_id, &user.email, role, vip, now).await? {
+        return Err(user_not_found(&user.email));
+    }
+    let row = super::find_by_email(&state.store, tenant_id, &user.email)
+        .await?
+        .ok_or_else(|| user_not_found(&user.email))?;
+    Ok(row.into())
+}
+
+/// List a tenant's users (admin of the tenant, or operator).
+#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery, TenantQuery),
+    responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorEnvelope)))]
+async fn list_users(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Query(page): Query<PageQuery>,
+    Query(tenant): Query<TenantQuery>,
+) -> Result<Json<Page<UserView>>, ApiError> {
+    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let (rows, total) = super::list(&state.store, &tenant_id, page.limit(), page.offset()).await?;
+    Ok(Json(Page::new(
+        page,
+        rows.into_iter().map(Into::into).collect(),
+        total,
+    )))
+}
+
+/// Get a user by email (admin of the tenant, or operator).
+#[utoipa::path(get, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
+async fn get_user(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path(email): Path<String>,
+    Query(tenant): Query<TenantQuery>,
+) -> Result<Json<UserView>, ApiError> {
+    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &actor, &tenant_id, &email).await?;
+    Ok(Json(user.into()))
+}
+
+/// Change a user's role or VIP flag (admin of the tenant, or operator).
+#[utoipa::path(patch, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+    request_body = UpdateUser,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn update_user(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path(email): Path<String>,
+    Query(tenant): Query<TenantQuery>,
+    Json(body): Json<UpdateUser>,
+) -> Result<Json<UserView>, ApiError> {
+    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &actor, &tenant_id, &email).await?;
+    let role = body.role.unwrap_or(user.role());
+    if role == Role::Operator && actor.role != Role::Operator {
+        return Err(ApiError::forbidden(
+            "only operators grant the operator role",
+        ));
+    }
+    let vip = body.vip.unwrap_or(user.vip);
+    let view = apply(&state, &tenant_id, &user, role, vip).await?;
+    tracing::info!(target_user = %view.id, role = role.as_str(), vip, "user updated");
+    Ok(Json(view))
+}
+
+/// Delete a user and its sessions (admin of the tenant, or operator).
+#[utoipa::path(delete, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+    responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn delete_user(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path(email): Path<String>,
+    Query(tenant): Query<TenantQuery>,
+) -> Result<StatusCode, ApiError> {
+    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &actor, &tenant_id, &email).await?;
+    if user.id == actor.user_id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CANNOT_DELETE_SELF",
+            "an account cannot delete itself; ask another admin",
+        ));
+    }
+    if !super::delete(&state.store, &tenant_id, &user.email).await? {
+        return Err(user_not_found(&user.email));
+    }
+    tracing::info!(target_user = %user.id, "user deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Make a user a VIP: its orders are processed before regular ones.
+#[utoipa::path(post, path = "/users/{email}/promote-vip", tag = "users", params(("email" = String, Path), TenantQuery),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn promote_vip(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path(email): Path<String>,
+    Query(tenant): Query<TenantQuery>,
+) -> Result<Json<UserView>, ApiError> {
+    set_vip(state, actor, email, tenant, true).await
+}
+
+/// Make a VIP a regular customer again.
+#[utoipa::path(post, path = "/users/{email}/demote-vip", tag = "users", params(("email" = String, Path), TenantQuery),
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+async fn demote_vip(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path(email): Path<String>,
+    Query(tenant): Query<TenantQuery>,
+) -> Result<Json<UserView>, ApiError> {
+    set_vip(state, actor, email, tenant, false).await
+}
+
+async fn set_vip(
+    state: AppState,
+    actor: AuthUser,
+    email: String,
+    tenant: TenantQuery,
+    vip: bool,
+) -> Result<Json<UserView>, ApiError> {
+    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &actor, &tenant_id, &email).await?;
+    let view = apply(&state, &tenant_id, &user, user.role(), vip).await?;
+    tracing::info!(target_user = %view.id, vip, "vip flag changed");
+    Ok(Json(view))
+}
