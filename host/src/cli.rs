@@ -1,7 +1,7 @@
 //! The command line: `serve`, `migrate`, `user create`, `tenant create`. Every option has
 //! an environment variable and a default, so `orderhost serve` needs nothing.
 
-use std::io::BufRead as _;
+use std::{io::BufRead as _, process::ExitCode};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -95,7 +95,19 @@ fn parse_role(s: &str) -> Result<Role, String> {
     Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: use customer, admin or operator"))
 }
 
-/// Parses the command line and runs it; the process exit code follows the result.
+/// Runs the command line and turns the outcome into the process exit code. Errors go to
+/// stderr as well as the log: a bad configuration stops before logging is set up.
+pub async fn run() -> ExitCode {
+    match main().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("orderhost: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the command line and runs it.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let _guards = crate::observability::init(&cli.log)?;

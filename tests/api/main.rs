@@ -1,1 +1,11 @@
-fn main() {}
+//! The one integration test binary: black-box tests against a real orderhost on a
+//! loopback port, each on a fresh SQLite file and on a fresh PostgreSQL database (with
+//! the real Redis). Set `TEST_LOG=1` to see the service's logs.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod health_docs;
+mod http_edge;
+mod users;

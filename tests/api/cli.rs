@@ -1,0 +1,190 @@
+//! The binary itself: production start-up refusals and the `user create` bootstrap.
+
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, json_ok, new_client};
+
+const BIN: &str = env!("CARGO_BIN_EXE_orderhost-under-test");
+
+fn orderhost(dir: &tempfile::TempDir) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("cli.db").display()),
+        )
+        .env("ORDERHOST_BIND", "127.0.0.1:0")
+        .env("ORDERHOST_LOG_DIR", "")
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn production_refuses_a_missing_or_weak_jwt_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    for secret in [None, Some("short-secret")] {
+        let mut command = orderhost(&dir);
+        command.args(["serve", "--env", "production"]);
+        if let Some(secret) = secret {
+            command.env("ORDERHOST_JWT_SECRET", secret);
+        }
+        let output = command.output().expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "must refuse, got {:?}",
+            output.status
+        );
+        assert_ne!(output.status.code(), Some(0));
+        assert!(stderr.contains("ORDERHOST_JWT_SECRET"), "{stderr}");
+        assert!(stderr.contains("32 bytes"), "{stderr}");
+        if let Some(secret) = secret {
+            assert!(
+                !stderr.contains(secret),
+                "the secret is not echoed: {stderr}"
+            );
+        }
+    }
+    // The environment variable works as well as the flag.
+    let output = orderhost(&dir)
+        .env("ORDERHOST_ENV", "production")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
+
+#[test]
+fn a_bad_database_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = orderhost(&dir)
+        .env("DATABASE_URL", "mysql://x@y/z")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("is not supported"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_create_bootstraps_an_operator_with_a_stdin_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = orderhost(&dir)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--role",
+            "operator",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("root@example.com") && stdout.contains("operator"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(PASSWORD));
+
+    // A too-short password from the environment is refused.
+    let weak = orderhost(&dir)
+        .args(["user", "create", "--email", "weak@example.com"])
+        .env("ORDERHOST_USER_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert!(!weak.status.success());
+
+    // The service started on that database lets the operator in.
+    let config = orderhost::Config {
+        store: orderhost::config::StoreConfig {
+            database_url: format!("sqlite://{}", dir.path().join("cli.db").display()),
+            db_max_connections: 4,
+        },
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let app = orderhost::App::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let client = new_client();
+    let login = client
+        .post(format!("{base}/auth/login"))
+        .json(&json!({ "email": "root@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let body = json_ok(login, StatusCode::OK).await;
+    assert_eq!(body["user"]["role"], "operator");
+    server.abort();
+}
+
+#[test]
+fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // Only the bind address differs from a bare `orderhost serve` (port 8000 may be busy).
+    let child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("ORDERHOST_BIND", "127.0.0.1:0")
+        .args(["serve", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it logs that it listens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.path().join("logs").exists() || !dir.path().join("data/orderhost.db").exists() {
+        assert!(std::time::Instant::now() < deadline, "serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("orderhost listening"), "{stdout}");
+    assert!(stdout.contains("shutdown signal received"), "{stdout}");
+    // The JSON log lines parse, and the log files exist like the original's.
+    for line in stdout.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(logs.iter().any(|f| f.starts_with("combined")), "{logs:?}");
+    assert!(logs.iter().any(|f| f.starts_with("error")), "{logs:?}");
+}

@@ -1,0 +1,340 @@
+//! `spawn_app()`: a real orderhost on a loopback port 0, with a fresh database per test —
+//! a new SQLite file, or a new PostgreSQL database created on the server `DATABASE_URL`
+//! points at and dropped afterwards — and typed helpers to drive it.
+
+use std::{sync::Arc, time::Duration};
+
+use orderhost::{
+    App, AppState, Config,
+    auth::Role,
+    clock::ManualClock,
+    config::{Environment, StoreConfig},
+    store::Store,
+    users::Email,
+};
+use reqwest::{Response, StatusCode};
+use serde_json::{Value, json};
+
+/// The backend a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A fresh SQLite file, no Redis.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server of `DATABASE_URL`, plus the Redis server
+    /// of `REDIS_URL`.
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed `async fn name(Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server URL the tests create their databases on.
+pub fn postgres_server_url() -> String {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => url,
+        _ => panic!(
+            "DATABASE_URL must point at a PostgreSQL server for the postgres tests \
+             (e.g. postgres://orderhost:orderhost@127.0.0.1:5432/orderhost); `bash .ci/run` \
+             starts one and sets it"
+        ),
+    }
+}
+
+/// The Redis URL for the postgres/redis variant.
+pub fn redis_url() -> String {
+    match std::env::var("REDIS_URL") {
+        Ok(url) if url.starts_with("redis") => url,
+        _ => panic!(
+            "REDIS_URL must point at a Redis server (e.g. redis://127.0.0.1:6379); \
+             `bash .ci/run` starts one and sets it"
+        ),
+    }
+}
+
+/// A PostgreSQL database created for one test and dropped when it ends (even on panic).
+pub struct PgDatabase {
+    server: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (Self, String) {
+        let server = postgres_server_url();
+        let name = format!("orderhost_t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::postgres::PgConnection::connect_with(
+            &server
+                .parse::<sqlx::postgres::PgConnectOptions>()
+                .expect("DATABASE_URL parses"),
+        )
+        .await
+        .expect("PostgreSQL at DATABASE_URL answers");
+        sqlx::Executor::execute(&mut conn, format!("create database {name}").as_str())
+            .await
+            .expect("the test role may create databases");
+        let mut url = url::Url::parse(&server).expect("DATABASE_URL is a URL");
+        url.set_path(&name);
+        (Self { server, name }, url.to_string())
+    }
+}
+
+use sqlx::Connection as _;
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&server).await {
+                    let _ = sqlx::Executor::execute(
+                        &mut conn,
+                        format!("drop database if exists {name} with (force)").as_str(),
+                    )
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A running orderhost and a cookie-keeping client pointed at it.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`.
+    pub address: String,
+    /// A client with a cookie jar, that does not follow redirects.
+    pub client: reqwest::Client,
+    /// The application state (store, config).
+    pub state: AppState,
+    /// The clock the application reads; advance it to expire tokens.
+    pub clock: ManualClock,
+    _pg: Option<PgDatabase>,
+    _dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts an app on `backend` with the default test configuration.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts an app on `backend` after letting `customize` change the configuration.
+pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (pg, database_url) = match backend {
+        Backend::Sqlite => (
+            None,
+            format!("sqlite://{}", dir.path().join("orderhost.db").display()),
+        ),
+        Backend::Postgres => {
+            let (db, url) = PgDatabase::create().await;
+            (Some(db), url)
+        }
+    };
+    let mut config = Config {
+        store: StoreConfig {
+            database_url,
+            db_max_connections: 8,
+        },
+        environment: Environment::Development,
+        bind: "127.0.0.1:0".parse().expect("address"),
+        redis_url: match backend {
+            Backend::Sqlite => String::new(),
+            Backend::Postgres => redis_url(),
+        },
+        ..Config::default()
+    };
+    customize(&mut config);
+    let clock = ManualClock::new();
+    let app = App::build_with_clock(config, Arc::new(clock.clone()))
+        .await
+        .expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let server = tokio::spawn(async move {
+        let _ = app.run_until_stopped(std::future::pending()).await;
+    });
+    TestApp {
+        address,
+        client: new_client(),
+        state,
+        clock,
+        _pg: pg,
+        _dir: dir,
+        server,
+    }
+}
+
+/// A fresh client with its own cookie jar.
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+fn init_test_log() {
+    // Logs only when asked: TEST_LOG=1 cargo test …
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = orderhost::observability::init(&orderhost::config::LogConfig {
+            log_dir: String::new(),
+            log_level: "debug".into(),
+            ..Default::default()
+        });
+    }
+}
+
+/// The password every test user gets.
+pub const PASSWORD: &str = "correct horse battery";
+
+impl TestApp {
+    /// The absolute URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// The app's own origin, as a browser on it would send.
+    pub fn origin(&self) -> String {
+        self.address.clone()
+    }
+
+    /// `POST path` with a JSON body using the app's client.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `GET path` using the app's client.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers `email` in the default tenant (or `tenant`).
+    pub async fn register(&self, email: &str, tenant: Option<&str>) -> Response {
+        let mut body = json!({ "email": email, "password": PASSWORD });
+        if let Some(t) = tenant {
+            body["tenant"] = json!(t);
+        }
+        self.post("/auth/register", &body).await
+    }
+
+    /// Logs in with a fresh client; returns that client (holding the cookies) and the
+    /// access token.
+    pub async fn login_as(&self, email: &str, tenant: Option<&str>) -> (reqwest::Client, String) {
+        let client = new_client();
+        let mut body = json!({ "email": email, "password": PASSWORD });
+        if let Some(t) = tenant {
+            body["tenant"] = json!(t);
+        }
+        let response = client
+            .post(self.url("/auth/login"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        let body: Value = response.json().await.expect("json");
+        let token = body["accessToken"]
+            .as_str()
+            .expect("access token")
+            .to_owned();
+        (client, token)
+    }
+
+    /// Creates a user with `role` directly in the store (like `orderhost user create`)
+    /// and returns its access token.
+    pub async fn user_with_role(&self, email: &str, role: Role, tenant: Option<&str>) -> String {
+        let store: &Store = &self.state.store;
+        let tenant_id = orderhost::tenants::resolve(store, tenant)
+            .await
+            .expect("tenant");
+        let hash = orderhost::auth::password::hash(PASSWORD.to_owned())
+            .await
+            .expect("hash");
+        orderhost::users::create(
+            store,
+            &tenant_id,
+            &Email::parse(email).expect("email"),
+            &hash,
+            role,
+            self.clock_now(),
+        )
+        .await
+        .expect("user created");
+        self.login_as(email, tenant).await.1
+    }
+
+    /// Creates a tenant directly in the store.
+    pub async fn tenant(&self, slug: &str) {
+        orderhost::tenants::create(&self.state.store, slug, slug, self.clock_now())
+            .await
+            .expect("db")
+            .expect("new tenant");
+    }
+
+    fn clock_now(&self) -> i64 {
+        orderhost::clock::Clock::now_ms(&self.clock)
+    }
+}
+
+/// Asserts the error envelope with `status` and `code`; returns the body.
+pub async fn assert_error(response: Response, status: StatusCode, code: &str) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "status for {code}; body: {text}");
+    let body: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("error body is not JSON: {text}"));
+    assert_eq!(body["error"]["code"], code, "body: {text}");
+    assert!(body["error"]["message"].is_string(), "message in {text}");
+    body
+}
+
+/// Reads a JSON body after asserting the status.
+pub async fn json_ok(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(actual, status, "body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}

@@ -1,1 +1,0 @@
-//! Test-only crate: see `api/` for the integration test binary.
