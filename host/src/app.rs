@@ -16,6 +16,7 @@ use crate::{
     auth::AuthState,
     clock::{Clock, SystemClock},
     config::Config,
+    policy::PolicyRuntime,
     store::Store,
 };
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Auth keys and throttling.
     pub auth: Arc<AuthState>,
+    /// The policy runtime (components and the active bindings).
+    pub policy: Arc<PolicyRuntime>,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
     /// Origins allowed for CORS and cookie-authenticated writes besides our own.
@@ -54,6 +57,13 @@ impl App {
     /// Builds the application with the given clock (tests move time by hand).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         config.validate()?;
+        let _ = crate::observability::metrics_handle();
+        // Compiling the components is CPU work: keep it off the async threads.
+        let policies_dir = config.policies_dir.clone();
+        let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
+            .await
+            .context("policy loading panicked")?
+            .context("cannot load the policy bindings")?;
         let store = Store::connect(&config.store).await?;
         store.migrate().await?;
         let redis = match config.redis_url.trim() {
@@ -69,6 +79,7 @@ impl App {
             auth: AuthState::from_config(&config),
             config: Arc::new(config),
             clock,
+            policy: Arc::new(policy),
             redis,
             allowed_origins,
             ready: Arc::new(AtomicBool::new(false)),

@@ -87,6 +87,10 @@ pub struct Config {
     /// Redis for queues and fan-out (`redis://127.0.0.1:6379`); empty = not used.
     #[arg(long, env = "REDIS_URL", default_value = "")]
     pub redis_url: String,
+    /// Folder of the policy bindings: `default.toml`, `tenants/<slug>.toml` and
+    /// `components/<name>@<version>.wasm`. A missing folder means the built-ins.
+    #[arg(long, env = "ORDERHOST_POLICIES_DIR", default_value = "policies")]
+    pub policies_dir: std::path::PathBuf,
     /// HMAC secret for access tokens; at least 32 bytes in production. Development
     /// generates a random one per start when it is empty.
     #[arg(
@@ -139,6 +143,7 @@ impl Default for Config {
             environment: Environment::Development,
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             redis_url: String::new(),
+            policies_dir: "policies".into(),
             jwt_secret: String::new(),
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 14 * 24 * 3600,

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod observability;
+pub mod policy;
 pub mod store;
 pub mod tenants;
 pub mod users;

@@ -2,6 +2,9 @@
 //! replaces, to `logs/combined.log` (everything) and `logs/error.log` (errors), rotated
 //! daily and kept for two weeks.
 
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_appender::{
     non_blocking::WorkerGuard,
     rolling::{RollingFileAppender, Rotation},
@@ -61,6 +64,26 @@ fn appender(dir: &str, prefix: &str) -> anyhow::Result<RollingFileAppender> {
         .filename_suffix("log")
         .max_log_files(14)
         .build(dir)?)
+}
+
+/// The process-wide Prometheus recorder, installed on first use (one per process: the
+/// `metrics` facade has a single global recorder, shared by every app in a test run).
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5,
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ])
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            Some(handle)
+        })
+        .clone()
 }
 
 /// Installs the global subscriber. Keep the returned guards alive for the life of the

@@ -24,6 +24,7 @@ use crate::app::AppState;
         (name = "users", description = "Tenant user administration"),
         (name = "tenants", description = "Platform tenants (operators)"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "policy", description = "The WebAssembly policy runtime (operators, tenant admins)"),
     )
 )]
 struct ApiDoc;

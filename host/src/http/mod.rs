@@ -36,8 +36,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::auth::router())
         .merge(crate::users::router())
         .merge(crate::tenants::router())
+        .merge(crate::policy::router())
         .merge(health::router());
     let (routes, openapi) = api.split_for_parts();
+    let routes = routes.route("/metrics", axum::routing::get(metrics));
 
     let cors = cors_layer(&state);
     routes
@@ -151,6 +153,23 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
             "the request took too long; retry later",
         )
         .with_retry_after(1)
+        .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics() -> Response {
+    match crate::observability::metrics_handle() {
+        Some(handle) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "METRICS_UNAVAILABLE",
+            "metrics recorder not installed",
+        )
         .into_response(),
     }
 }

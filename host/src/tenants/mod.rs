@@ -94,6 +94,12 @@ pub async fn find_by_slug(store: &Store, slug: &str) -> Result<Option<TenantRow>
     with_pool!(store, pool => sqlx::query_as::<_, TenantRow>(&sql).bind(slug).fetch_optional(pool).await)
 }
 
+/// Looks a tenant up by id.
+pub async fn find_by_id(store: &Store, id: &str) -> Result<Option<TenantRow>, sqlx::Error> {
+    let sql = format!("{SELECT_TENANT} where id = $1");
+    with_pool!(store, pool => sqlx::query_as::<_, TenantRow>(&sql).bind(id).fetch_optional(pool).await)
+}
+
 /// Resolves an optional slug to a tenant id; `None` means the default tenant.
 pub async fn resolve(store: &Store, slug: Option<&str>) -> Result<String, ApiError> {
     match slug.map(str::trim).filter(|s| !s.is_empty()) {

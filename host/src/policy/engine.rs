@@ -1,0 +1,720 @@
+//! The one module that owns wasmtime: the process-wide `Engine` (pooling allocator,
+//! copy-on-write memory images, fuel, epoch interruption with a ticker thread), the
+//! `Linker` (our host interface plus a WASI that grants nothing), compilation with a
+//! process-wide cache, and the per-call `Store` with its fuel, memory limiter and epoch
+//! deadline.
+//!
+//! Calls are synchronous: a call is bounded by fuel and by its epoch deadline, so it
+//! blocks a thread for at most its timeout. The runtime runs a whole
+//! validate → price → prioritize sequence on tokio's blocking pool in one hop (see
+//! `runtime.rs`) instead of using wasmtime's async support: no fiber stacks to allocate,
+//! no yielding overhead per call, and one thread hop per order instead of three.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{Hash, Hasher},
+    sync::{Arc, Mutex, OnceLock},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, ResourceLimiter,
+    Store, Trap,
+    component::{Component, Linker, ResourceTable},
+};
+use wasmtime_wasi::{
+    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
+    cli::{IsTerminal, StdoutStream},
+    p2::{OutputStream, Pollable, StreamError},
+};
+
+use super::{
+    bindings::{self, HookOutput, HookPre},
+    types::{GuestLogLevel, Hook, OrderContext},
+};
+
+/// How often the epoch advances; timeouts are rounded up to it.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Largest linear memory any component may have (the pool's slot size).
+pub const MAX_MEMORY_BYTES: u64 = 64 << 20;
+/// Largest timeout a binding may set.
+pub const MAX_TIMEOUT_MS: u64 = 10_000;
+/// Largest fuel a binding may set.
+pub const MAX_FUEL: u64 = 10_000_000_000;
+/// Bytes of a component's stdout/stderr kept per call; the rest is dropped.
+pub const OUTPUT_CAP: usize = 16 * 1024;
+/// Host log lines a component may write per call; the rest are dropped.
+pub const LOG_LINES_CAP: u32 = 64;
+/// Longest host log message kept, in bytes.
+pub const LOG_MESSAGE_CAP: usize = 1024;
+
+/// Resource limits of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Fuel (≈ wasm instructions) for instantiation plus the call.
+    pub fuel: u64,
+    /// Largest size of any linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock budget in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 50_000_000,
+            memory_bytes: 16 << 20,
+            timeout_ms: 100,
+        }
+    }
+}
+
+/// Why a call failed. Each names its cause the way operators search for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub enum FaultKind {
+    /// Ran out of fuel.
+    InstructionLimitExceeded,
+    /// Tried to grow memory past its limit.
+    MemoryLimitExceeded,
+    /// Ran past its wall-clock deadline.
+    Timeout,
+    /// Trapped (panic, unreachable, out-of-bounds access, …).
+    Trap,
+    /// Returned something the host cannot accept.
+    InvalidOutput,
+    /// Does not export the hook's interface.
+    MissingExport,
+    /// No instance slot free (too many concurrent calls).
+    Busy,
+}
+
+impl FaultKind {
+    /// Stable name, as in metrics and error details.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InstructionLimitExceeded => "InstructionLimitExceeded",
+            Self::MemoryLimitExceeded => "MemoryLimitExceeded",
+            Self::Timeout => "Timeout",
+            Self::Trap => "Trap",
+            Self::InvalidOutput => "InvalidOutput",
+            Self::MissingExport => "MissingExport",
+            Self::Busy => "Busy",
+        }
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed hook call: what went wrong, where.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}: tenant {tenant}, hook {hook}, component {component}: {detail}")]
+pub struct PolicyFault {
+    /// The kind of failure.
+    pub kind: FaultKind,
+    /// Tenant slug.
+    pub tenant: String,
+    /// Hook.
+    pub hook: Hook,
+    /// `name@version`.
+    pub component: String,
+    /// What happened.
+    pub detail: String,
+    /// Fuel used before the failure.
+    pub fuel_used: u64,
+}
+
+/// A component compiled once and pre-linked once per hook it exports.
+pub struct CompiledComponent {
+    /// Name.
+    pub name: String,
+    /// Semver version.
+    pub version: String,
+    /// sha256 of the component bytes, hex.
+    pub sha256: String,
+    /// Pre-linked entry points, one per exported hook.
+    pres: HashMap<Hook, HookPre>,
+}
+
+impl std::fmt::Debug for CompiledComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledComponent")
+            .field("id", &self.id())
+            .field("sha256", &self.sha256)
+            .field("hooks", &self.hooks())
+            .finish()
+    }
+}
+
+impl CompiledComponent {
+    /// `name@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+
+    /// The hooks this component can serve.
+    pub fn hooks(&self) -> Vec<Hook> {
+        let mut hooks: Vec<Hook> = self.pres.keys().copied().collect();
+        hooks.sort();
+        hooks
+    }
+
+    /// Whether it can serve `hook`.
+    pub fn serves(&self, hook: Hook) -> bool {
+        self.pres.contains_key(&hook)
+    }
+}
+
+/// Imports a component may have: our host interface and the WASI a Rust `std` guest
+/// pulls in. Everything here is granted nothing by the context (no preopens, no
+/// environment, pinned clocks, seeded randomness). Sockets and HTTP are not listed.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "ordering:policy/types@1.0.0",
+    "ordering:policy/host@1.0.0",
+    "wasi:cli/environment@",
+    "wasi:cli/exit@",
+    "wasi:cli/stdin@",
+    "wasi:cli/stdout@",
+    "wasi:cli/stderr@",
+    "wasi:cli/terminal-",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    // A guest that reaches `std::fs` imports these; with no preopened directory it can
+    // open nothing.
+    "wasi:filesystem/types@",
+    "wasi:filesystem/preopens@",
+];
+
+/// Why a component could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not a valid component for this engine.
+    #[error("does not compile as a WebAssembly component: {0}")]
+    Compile(String),
+    /// Imports something the sandbox does not offer.
+    #[error(
+        "imports {0:?}, which components may not use (allowed: ordering:policy/host and the WASI cli/io/clocks/random/filesystem-types interfaces)"
+    )]
+    ForbiddenImport(String),
+    /// Exports none of the hooks.
+    #[error(
+        "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @1.0.0)"
+    )]
+    NoHook,
+    /// Linking failed.
+    #[error("cannot be linked: {0}")]
+    Link(String),
+}
+
+/// The process-wide engine and linker.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: Mutex<HashMap<String, Component>>,
+}
+
+impl PolicyEngine {
+    /// The engine shared by everything in this process (one per process: compiled code
+    /// and the instance pool are shared by every app and every test).
+    pub fn shared() -> anyhow::Result<Arc<Self>> {
+        static SHARED: OnceLock<Arc<PolicyEngine>> = OnceLock::new();
+        if let Some(engine) = SHARED.get() {
+            return Ok(engine.clone());
+        }
+        let engine = Arc::new(Self::new()?);
+        Ok(SHARED.get_or_init(|| engine).clone())
+    }
+
+    fn new() -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(512)
+            .total_core_instances(2048)
+            .total_memories(1024)
+            .total_tables(2048)
+            .max_memory_size(MAX_MEMORY_BYTES as usize)
+            // Keep freed slots warm: re-instantiation then costs a page reset, not an mmap.
+            .max_unused_warm_slots(64);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        bindings::add_host_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking the host interface: {e}"))?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Compiles (once per content hash in this process), checks imports against the
+    /// allowlist, and pre-links every hook the component exports.
+    pub fn load(
+        &self,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+    ) -> Result<CompiledComponent, LoadError> {
+        let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sha256)
+            .cloned();
+        let component = match cached {
+            Some(c) => c,
+            None => {
+                let c = Component::new(&self.engine, bytes)
+                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(sha256.clone(), c.clone());
+                c
+            }
+        };
+        let ty = component.component_type();
+        for (import, _) in ty.imports(&self.engine) {
+            if !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| import.starts_with(allowed))
+            {
+                return Err(LoadError::ForbiddenImport(import.to_owned()));
+            }
+        }
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let mut pres = HashMap::new();
+        for hook in Hook::ALL {
+            if exports.iter().any(|e| e == hook.export()) {
+                let pre = HookPre::new(hook, instance_pre.clone())
+                    .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+                pres.insert(hook, pre);
+            }
+        }
+        if pres.is_empty() {
+            return Err(LoadError::NoHook);
+        }
+        Ok(CompiledComponent {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            sha256,
+            pres,
+        })
+    }
+
+    /// Runs `hook` of `component` on `ctx` in a fresh store with `limits`.
+    pub fn call(
+        &self,
+        call: &CallSpec<'_>,
+        ctx: &OrderContext,
+    ) -> Result<CallOutcome, PolicyFault> {
+        let fault = |kind: FaultKind, detail: String, fuel_used: u64| PolicyFault {
+            kind,
+            tenant: call.tenant.to_owned(),
+            hook: call.hook,
+            component: call.component.id(),
+            detail,
+            fuel_used,
+        };
+        let Some(pre) = call.component.pres.get(&call.hook) else {
+            return Err(fault(
+                FaultKind::MissingExport,
+                format!("does not export {}", call.hook.export()),
+                0,
+            ));
+        };
+        let started = Instant::now();
+        let stdout = CappedOutput::default();
+        let stderr = CappedOutput::default();
+        let seed = call_seed(ctx);
+        // Grants nothing: no preopened directories, no environment, no arguments, no
+        // network; clocks pinned to the order time; randomness seeded from the context.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .wall_clock(PinnedClock(ctx.order_time_ms))
+            .monotonic_clock(PinnedClock(ctx.order_time_ms))
+            .secure_random(wasmtime_wasi::Deterministic::new(
+                seed.to_le_bytes().to_vec(),
+            ))
+            .insecure_random(wasmtime_wasi::Deterministic::new(
+                seed.to_be_bytes().to_vec(),
+            ))
+            .insecure_random_seed(u128::from(seed))
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: CallLimiter {
+                memory_bytes: call.limits.memory_bytes,
+                exceeded: false,
+                peak_bytes: 0,
+            },
+            config: call.config.clone(),
+            label: CallLabel {
+                tenant: call.tenant.to_owned(),
+                hook: call.hook,
+                component: call.component.id(),
+            },
+            log_lines: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(call.limits.fuel)
+            .map_err(|e| fault(FaultKind::Trap, format!("setting fuel: {e}"), 0))?;
+        let ticks = call
+            .limits
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1);
+        // +1: the ticker may advance right after we read the epoch.
+        store.set_epoch_deadline(ticks + 1);
+        store.epoch_deadline_trap();
+
+        let result = pre.call(&mut store, ctx);
+        let fuel_used = call
+            .limits
+            .fuel
+            .saturating_sub(store.get_fuel().unwrap_or(0));
+        let peak_memory_bytes = store.data().limiter.peak_bytes;
+        store.data().flush_output("stdout", &stdout);
+        store.data().flush_output("stderr", &stderr);
+        let output = match result {
+            Ok(output) => output,
+            Err(err) => {
+                let kind = if store.data().limiter.exceeded {
+                    FaultKind::MemoryLimitExceeded
+                } else {
+                    match err.downcast_ref::<Trap>() {
+                        Some(Trap::OutOfFuel) => FaultKind::InstructionLimitExceeded,
+                        Some(Trap::Interrupt) => FaultKind::Timeout,
+                        Some(_) => FaultKind::Trap,
+                        None if err
+                            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+                            .is_some() =>
+                        {
+                            FaultKind::Busy
+                        }
+                        None => FaultKind::Trap,
+                    }
+                };
+                let detail = match kind {
+                    FaultKind::MemoryLimitExceeded => {
+                        format!(
+                            "tried to grow memory past {} bytes",
+                            call.limits.memory_bytes
+                        )
+                    }
+                    FaultKind::InstructionLimitExceeded => {
+                        format!("used all {} fuel", call.limits.fuel)
+                    }
+                    FaultKind::Timeout => format!("ran past {} ms", call.limits.timeout_ms),
+                    _ => first_line(&format!("{err:#}")),
+                };
+                return Err(fault(kind, detail, fuel_used));
+            }
+        };
+        Ok(CallOutcome {
+            output,
+            fuel_used,
+            peak_memory_bytes,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// A deterministic seed from the call's input: same context, same "randomness".
+fn call_seed(ctx: &OrderContext) -> u64 {
+    // DefaultHasher::new() has fixed keys: stable for a given build of the host.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    ctx.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// What to call, with what configuration and limits.
+pub struct CallSpec<'a> {
+    /// Tenant slug (for errors and logs).
+    pub tenant: &'a str,
+    /// The hook.
+    pub hook: Hook,
+    /// The component.
+    pub component: &'a CompiledComponent,
+    /// The binding's configuration, read through `config(key)`.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// The binding's limits.
+    pub limits: Limits,
+}
+
+/// A successful call.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// What the hook returned.
+    pub output: HookOutput,
+    /// Fuel consumed (instantiation + call).
+    pub fuel_used: u64,
+    /// Largest linear memory size seen, bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall time of instantiation + call.
+    pub elapsed: Duration,
+}
+
+struct CallLabel {
+    tenant: String,
+    hook: Hook,
+    component: String,
+}
+
+/// The data of a per-call store.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: CallLimiter,
+    config: Arc<BTreeMap<String, String>>,
+    label: CallLabel,
+    log_lines: u32,
+}
+
+impl CallState {
+    /// `host.config(key)`.
+    pub(super) fn config_value(&self, key: &str) -> Option<String> {
+        self.config.get(key).cloned()
+    }
+
+    /// `host.log(level, message)`: into our log, tagged, capped in count and length.
+    pub(super) fn guest_log(&mut self, level: GuestLogLevel, message: &str) {
+        self.log_lines += 1;
+        if self.log_lines > LOG_LINES_CAP {
+            return;
+        }
+        let message: String = message.chars().take(LOG_MESSAGE_CAP).collect();
+        let CallLabel {
+            tenant,
+            hook,
+            component,
+        } = &self.label;
+        match level {
+            GuestLogLevel::Trace => {
+                tracing::trace!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
+            }
+            GuestLogLevel::Debug => {
+                tracing::debug!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
+            }
+            GuestLogLevel::Info => {
+                tracing::info!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
+            }
+            GuestLogLevel::Warn => {
+                tracing::warn!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
+            }
+            GuestLogLevel::Error => {
+                tracing::error!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
+            }
+        }
+    }
+
+    fn flush_output(&self, stream: &str, output: &CappedOutput) {
+        let bytes = output.take();
+        if bytes.is_empty() {
+            return;
+        }
+        let CallLabel {
+            tenant,
+            hook,
+            component,
+        } = &self.label;
+        tracing::debug!(
+            target: "orderhost::policy::guest",
+            %tenant, %hook, %component, stream,
+            "{}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps every linear memory at the binding's limit and remembers a refusal, so a guest
+/// that aborts after a failed `memory.grow` is reported as `MemoryLimitExceeded` rather
+/// than as a generic trap.
+struct CallLimiter {
+    memory_bytes: u64,
+    exceeded: bool,
+    peak_bytes: u64,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let desired = desired as u64;
+        if desired > self.memory_bytes {
+            self.exceeded = true;
+            return Ok(false);
+        }
+        self.peak_bytes = self.peak_bytes.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A clock stuck at the order time: components see when the order was placed, never
+/// the real time.
+#[derive(Clone, Copy)]
+struct PinnedClock(i64);
+
+impl HostWallClock for PinnedClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
+    }
+}
+
+impl HostMonotonicClock for PinnedClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.0).unwrap_or(0).saturating_mul(1_000_000)
+    }
+}
+
+/// stdout/stderr of a component: kept up to [`OUTPUT_CAP`] bytes, the rest silently
+/// dropped (a chatty component must not fail its call or flood the log). Written by
+/// hand because wasmtime-wasi's memory pipe traps the guest when full.
+#[derive(Clone, Default)]
+struct CappedOutput(Arc<Mutex<Vec<u8>>>);
+
+impl CappedOutput {
+    fn push(&self, bytes: &[u8]) {
+        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let room = OUTPUT_CAP.saturating_sub(buf.len());
+        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl IsTerminal for CappedOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for CappedOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedOutput {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.push(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for CappedOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for CappedOutput {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.push(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}

@@ -1,0 +1,107 @@
+//! `POST /admin/policy/evaluate`: run a tenant's current bindings on a supplied order
+//! context and see the violations, the quote, the priority, and per hook the component,
+//! fuel and latency — the tool a tenant uses to try its rules.
+
+use axum::{extract::State, http::StatusCode};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    EvalMode, Evaluation, PolicyFault,
+    types::{Customer, OrderContext, OrderLine},
+};
+use crate::{
+    app::AppState,
+    auth::{AuthUser, Role},
+    http::{
+        error::{ApiError, ErrorEnvelope},
+        extract::Json,
+    },
+    tenants,
+};
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(evaluate))
+}
+
+/// Body of `POST /admin/policy/evaluate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EvaluateRequest {
+    /// Tenant slug whose bindings run: operators may name any tenant, admins only their own
+    /// (default: the caller's tenant).
+    pub tenant: Option<String>,
+    /// The customer.
+    pub customer: Customer,
+    /// The lines as the catalog would resolve them.
+    pub lines: Vec<OrderLine>,
+    /// The total the client expects, if any.
+    pub expected_total: Option<i64>,
+    /// Order time, unix epoch ms (default: now).
+    pub order_time_ms: Option<i64>,
+}
+
+/// 503 `POLICY_UNAVAILABLE` for a hook that failed under `on-error = "reject"`.
+pub fn unavailable(fault: &PolicyFault) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "POLICY_UNAVAILABLE",
+        format!("the {} policy of this shop failed; retry later", fault.hook),
+    )
+    .with_details(serde_json::json!({
+        "hook": fault.hook,
+        "kind": fault.kind,
+        "component": fault.component,
+    }))
+}
+
+/// Run a tenant's bindings on an order context (operator, or admin for its own tenant).
+#[utoipa::path(post, path = "/admin/policy/evaluate", tag = "policy", request_body = EvaluateRequest,
+    responses((status = 200, body = Evaluation),
+              (status = 403, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope),
+              (status = 503, description = "a hook failed and its binding rejects", body = ErrorEnvelope)))]
+async fn evaluate(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Json(body): Json<EvaluateRequest>,
+) -> Result<Json<Evaluation>, ApiError> {
+    actor.require_admin()?;
+    let own = tenants::find_by_id(&state.store, &actor.tenant_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthenticated("the caller's tenant no longer exists"))?;
+    let tenant = match body
+        .tenant
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => own.slug,
+        Some(slug) => {
+            let slug = slug.to_ascii_lowercase();
+            let found = tenants::find_by_slug(&state.store, &slug).await?;
+            match found {
+                Some(t) if actor.role == Role::Operator || t.id == own.id => t.slug,
+                _ => return Err(tenants::not_found(&slug)),
+            }
+        }
+    };
+    if body.lines.len() > 1000 {
+        return Err(ApiError::validation("lines", "at most 1000 lines"));
+    }
+    let ctx = OrderContext {
+        tenant,
+        customer: body.customer,
+        lines: body.lines,
+        expected_total: body.expected_total,
+        order_time_ms: body.order_time_ms.unwrap_or_else(|| state.clock.now_ms()),
+    };
+    let evaluation = state
+        .policy
+        .evaluate_current(ctx, EvalMode::All)
+        .await
+        .map_err(|fault| unavailable(&fault))?;
+    Ok(Json(evaluation))
+}

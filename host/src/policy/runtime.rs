@@ -1,0 +1,516 @@
+//! The active bindings and the evaluation of an order context through them.
+//!
+//! The binding set is an immutable snapshot behind an atomic pointer: an evaluation
+//! takes one snapshot for its whole validate → price → prioritize sequence, so it sees
+//! all-old or all-new bindings, and in-flight calls finish on the snapshot they took.
+//! A new set is compiled and checked completely before it is published; if anything
+//! fails, the old set stays active.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{
+    bindings::HookOutput,
+    engine::{CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine, PolicyFault},
+    manifest::{self, ManifestError, OnError},
+    registry::{BUILTIN_VERSION, ComponentRegistry, standard_for},
+    types::{Hook, OrderContext, PricingRefusal, Quote, Violation},
+};
+
+/// One hook's active binding.
+#[derive(Debug)]
+pub struct Binding {
+    /// The component.
+    pub component: Arc<CompiledComponent>,
+    /// Its configuration.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Its limits.
+    pub limits: Limits,
+    /// What a failure does.
+    pub on_error: OnError,
+    /// Where it was declared (`built-in`, a file path, …).
+    pub source: String,
+}
+
+type HookMap = BTreeMap<Hook, Arc<Binding>>;
+
+/// An immutable set of bindings: the default ones and each tenant's overrides.
+#[derive(Debug)]
+pub struct PolicySet {
+    /// Increases with every published set.
+    pub generation: u64,
+    default: HookMap,
+    tenants: HashMap<String, HookMap>,
+    builtin: HookMap,
+}
+
+impl PolicySet {
+    /// The binding serving `hook` for `tenant`: the tenant's own, else the default.
+    pub fn binding(&self, tenant: &str, hook: Hook) -> &Arc<Binding> {
+        self.tenants
+            .get(tenant)
+            .and_then(|m| m.get(&hook))
+            .unwrap_or_else(|| &self.default[&hook])
+    }
+
+    /// The built-in binding of `hook` (what `on-error = "fallback"` runs).
+    pub fn builtin(&self, hook: Hook) -> &Arc<Binding> {
+        &self.builtin[&hook]
+    }
+}
+
+/// Why bindings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// A manifest is wrong.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A component failed to load.
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryError),
+    /// Something else (I/O, engine).
+    #[error("{0:#}")]
+    Other(#[from] anyhow::Error),
+}
+
+/// Which hooks an evaluation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalMode {
+    /// All three, whatever the earlier ones said (the operators' evaluation tool).
+    All,
+    /// Stop after violations or a pricing refusal (the order path).
+    Order,
+}
+
+/// A failure inside one hook, as reported.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultReport {
+    /// The kind (`Timeout`, `Trap`, …).
+    pub kind: FaultKind,
+    /// What happened.
+    pub detail: String,
+}
+
+/// What one hook did.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HookReport {
+    /// The hook.
+    pub hook: Hook,
+    /// `name@version` of the component that produced the result.
+    pub component: String,
+    /// Its sha256.
+    pub sha256: String,
+    /// Fuel used by the call that produced the result.
+    pub fuel_used: u64,
+    /// Wall time of instantiation + call, microseconds (both calls when it fell back).
+    pub latency_us: u64,
+    /// Largest linear memory of the call, bytes.
+    pub peak_memory_bytes: u64,
+    /// Whether the bound component failed and the built-in answered.
+    pub fell_back: bool,
+    /// The bound component's failure, when it fell back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<FaultReport>,
+}
+
+/// The result of running a context through a tenant's bindings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Evaluation {
+    /// Violations (empty = accepted).
+    pub violations: Vec<Violation>,
+    /// The quote, when pricing ran and priced.
+    pub quote: Option<Quote>,
+    /// The pricing component's refusal, when it refused.
+    pub pricing_refusal: Option<PricingRefusal>,
+    /// The priority, when prioritization ran.
+    pub priority: Option<u32>,
+    /// Per hook: component, fuel, latency, fallbacks.
+    pub hooks: Vec<HookReport>,
+    /// Generation of the binding set used.
+    pub generation: u64,
+}
+
+/// The policy runtime of an app: engine, registry and the active bindings.
+pub struct PolicyRuntime {
+    engine: Arc<PolicyEngine>,
+    registry: ComponentRegistry,
+    dir: PathBuf,
+    current: ArcSwap<PolicySet>,
+    generation: AtomicU64,
+}
+
+impl std::fmt::Debug for PolicyRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRuntime")
+            .field("dir", &self.dir)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyRuntime {
+    /// Loads the built-ins, `dir/components/*.wasm`, and the manifests in `dir`.
+    pub fn load(dir: &Path) -> Result<Self, PolicyLoadError> {
+        let engine = PolicyEngine::shared()?;
+        let mut registry = ComponentRegistry::with_builtins(&engine)?;
+        registry.insert_dir(&engine, &dir.join("components"))?;
+        let set = build_set(&registry, dir, 1)?;
+        Ok(Self {
+            engine,
+            registry,
+            dir: dir.to_owned(),
+            current: ArcSwap::from_pointee(set),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// The active binding set.
+    pub fn snapshot(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// The component registry.
+    pub fn registry(&self) -> &ComponentRegistry {
+        &self.registry
+    }
+
+    /// Re-reads the manifests and publishes them; on any error the active set stays.
+    pub fn reload(&self) -> Result<u64, PolicyLoadError> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let set = build_set(&self.registry, &self.dir, generation)?;
+        self.current.store(Arc::new(set));
+        tracing::info!(generation, "policy bindings published");
+        Ok(generation)
+    }
+
+    /// Runs `ctx` through `set` (synchronously: call from a blocking thread).
+    pub fn evaluate(
+        &self,
+        set: &PolicySet,
+        ctx: &OrderContext,
+        mode: EvalMode,
+    ) -> Result<Evaluation, PolicyFault> {
+        let mut evaluation = Evaluation {
+            violations: Vec::new(),
+            quote: None,
+            pricing_refusal: None,
+            priority: None,
+            hooks: Vec::with_capacity(3),
+            generation: set.generation,
+        };
+        for hook in Hook::ALL {
+            if mode == EvalMode::Order
+                && (!evaluation.violations.is_empty() || evaluation.pricing_refusal.is_some())
+            {
+                break;
+            }
+            let (output, report) = self.run_hook(set, ctx, hook)?;
+            evaluation.hooks.push(report);
+            match output {
+                HookOutput::Violations(v) => evaluation.violations = v,
+                HookOutput::Quote(Ok(q)) => evaluation.quote = Some(q),
+                HookOutput::Quote(Err(r)) => evaluation.pricing_refusal = Some(r),
+                HookOutput::Priority(p) => evaluation.priority = Some(p),
+            }
+        }
+        Ok(evaluation)
+    }
+
+    /// Takes the current snapshot and evaluates on the blocking pool.
+    pub async fn evaluate_current(
+        self: &Arc<Self>,
+        ctx: OrderContext,
+        mode: EvalMode,
+    ) -> Result<Evaluation, PolicyFault> {
+        let runtime = self.clone();
+        let set = self.snapshot();
+        let tenant = ctx.tenant.clone();
+        tokio::task::spawn_blocking(move || runtime.evaluate(&set, &ctx, mode))
+            .await
+            .unwrap_or_else(|join| {
+                Err(PolicyFault {
+                    kind: FaultKind::Trap,
+                    tenant,
+                    hook: Hook::Validation,
+                    component: "host".into(),
+                    detail: format!("evaluation task failed: {join}"),
+                    fuel_used: 0,
+                })
+            })
+    }
+
+    fn run_hook(
+        &self,
+        set: &PolicySet,
+        ctx: &OrderContext,
+        hook: Hook,
+    ) -> Result<(HookOutput, HookReport), PolicyFault> {
+        let binding = set.binding(&ctx.tenant, hook);
+        let started = Instant::now();
+        match self.call_checked(binding, ctx, hook) {
+            Ok((output, fuel_used, peak)) => Ok((
+                output,
+                report(hook, binding, fuel_used, peak, started, None),
+            )),
+            Err(fault) if binding.on_error == OnError::Fallback => {
+                tracing::warn!(%fault, "policy call failed; falling back to the built-in");
+                let builtin = set.builtin(hook);
+                let (output, fuel_used, peak) = self.call_checked(builtin, ctx, hook)?;
+                let fault = FaultReport {
+                    kind: fault.kind,
+                    detail: fault.detail,
+                };
+                Ok((
+                    output,
+                    report(hook, builtin, fuel_used, peak, started, Some(fault)),
+                ))
+            }
+            Err(fault) => {
+                tracing::warn!(%fault, "policy call failed; the binding rejects");
+                Err(fault)
+            }
+        }
+    }
+
+    /// One call with the host's checks on what came back, and its metrics.
+    fn call_checked(
+        &self,
+        binding: &Binding,
+        ctx: &OrderContext,
+        hook: Hook,
+    ) -> Result<(HookOutput, u64, u64), PolicyFault> {
+        let spec = CallSpec {
+            tenant: &ctx.tenant,
+            hook,
+            component: &binding.component,
+            config: binding.config.clone(),
+            limits: binding.limits,
+        };
+        let component = binding.component.id();
+        let result = self.engine.call(&spec, ctx).and_then(|outcome| {
+            check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
+                kind: FaultKind::InvalidOutput,
+                tenant: ctx.tenant.clone(),
+                hook,
+                component: component.clone(),
+                detail,
+                fuel_used: outcome.fuel_used,
+            })?;
+            Ok(outcome)
+        });
+        let labels = [("hook", hook.as_str().to_owned()), ("component", component)];
+        metrics::counter!("orderhost_policy_calls_total", &labels).increment(1);
+        match result {
+            Ok(outcome) => {
+                metrics::histogram!("orderhost_policy_fuel_used", &labels)
+                    .record(outcome.fuel_used as f64);
+                metrics::histogram!("orderhost_policy_call_seconds", &labels)
+                    .record(outcome.elapsed.as_secs_f64());
+                Ok((outcome.output, outcome.fuel_used, outcome.peak_memory_bytes))
+            }
+            Err(fault) => {
+                let [hook_label, component_label] = labels;
+                metrics::counter!(
+                    "orderhost_policy_errors_total",
+                    &[
+                        hook_label,
+                        component_label,
+                        ("kind", fault.kind.as_str().to_owned())
+                    ]
+                )
+                .increment(1);
+                Err(fault)
+            }
+        }
+    }
+}
+
+fn report(
+    hook: Hook,
+    binding: &Binding,
+    fuel_used: u64,
+    peak_memory_bytes: u64,
+    started: Instant,
+    fault: Option<FaultReport>,
+) -> HookReport {
+    HookReport {
+        hook,
+        component: binding.component.id(),
+        sha256: binding.component.sha256.clone(),
+        fuel_used,
+        latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        peak_memory_bytes,
+        fell_back: fault.is_some(),
+        fault,
+    }
+}
+
+/// What the host refuses to accept from a component whatever its binding says.
+fn check_output(output: &HookOutput, ctx: &OrderContext) -> Result<(), String> {
+    let lines = ctx.lines.len();
+    match output {
+        HookOutput::Violations(violations) => {
+            for v in violations {
+                if v.code.is_empty() || v.code.len() > 64 {
+                    return Err(format!(
+                        "violation code {:?} is empty or longer than 64 bytes",
+                        v.code
+                    ));
+                }
+                if v.line.is_some_and(|l| l as usize >= lines) {
+                    return Err(format!(
+                        "violation {} names line {:?} of {lines}",
+                        v.code, v.line
+                    ));
+                }
+            }
+            Ok(())
+        }
+        HookOutput::Quote(Ok(quote)) => quote.check_against(ctx),
+        HookOutput::Quote(Err(_)) | HookOutput::Priority(_) => Ok(()),
+    }
+}
+
+fn builtin_binding(
+    registry: &ComponentRegistry,
+    hook: Hook,
+) -> Result<Arc<Binding>, PolicyLoadError> {
+    let name = standard_for(hook).name;
+    let component = registry
+        .get(name, BUILTIN_VERSION)
+        .ok_or_else(|| anyhow::anyhow!("built-in {name} missing"))?;
+    Ok(Arc::new(Binding {
+        component,
+        config: Arc::new(BTreeMap::new()),
+        limits: Limits::default(),
+        on_error: OnError::Reject,
+        source: "built-in".into(),
+    }))
+}
+
+fn resolve(
+    registry: &ComponentRegistry,
+    file: &Path,
+    tenant: &str,
+    specs: manifest::ManifestBindings,
+) -> Result<HookMap, PolicyLoadError> {
+    let mut map = HookMap::new();
+    for (hook, spec) in specs {
+        let err = |problem: String| ManifestError {
+            file: file.to_owned(),
+            tenant: tenant.to_owned(),
+            hook: Some(hook),
+            problem,
+        };
+        let component = registry.get(&spec.name, &spec.version).ok_or_else(|| {
+            err(format!(
+                "field `component`: {}@{} is not a registered component (built-ins: {}; others go in policies/components/<name>@<version>.wasm)",
+                spec.name,
+                spec.version,
+                super::registry::BUILTINS.iter().map(|b| format!("{}@{BUILTIN_VERSION}", b.name)).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if !component.serves(hook) {
+            return Err(err(format!(
+                "field `component`: {} does not export {} (wrong world: it serves {:?})",
+                component.id(),
+                hook.export(),
+                component.hooks()
+            ))
+            .into());
+        }
+        map.insert(
+            hook,
+            Arc::new(Binding {
+                component,
+                config: Arc::new(spec.config),
+                limits: spec.limits,
+                on_error: spec.on_error,
+                source: spec.source,
+            }),
+        );
+    }
+    Ok(map)
+}
+
+fn read_manifest(
+    registry: &ComponentRegistry,
+    file: &Path,
+    tenant: &str,
+) -> Result<Option<HookMap>, PolicyLoadError> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(ManifestError {
+                file: file.to_owned(),
+                tenant: tenant.to_owned(),
+                hook: None,
+                problem: format!("cannot be read: {e}"),
+            }
+            .into());
+        }
+    };
+    let specs = manifest::parse(file, tenant, &text)?;
+    Ok(Some(resolve(registry, file, tenant, specs)?))
+}
+
+/// Builds a complete binding set from `dir` (compiling nothing new: components come
+/// from the registry, which compiled them when they were registered).
+fn build_set(
+    registry: &ComponentRegistry,
+    dir: &Path,
+    generation: u64,
+) -> Result<PolicySet, PolicyLoadError> {
+    let mut builtin = HookMap::new();
+    for hook in Hook::ALL {
+        builtin.insert(hook, builtin_binding(registry, hook)?);
+    }
+    let mut default = builtin.clone();
+    if let Some(declared) = read_manifest(registry, &dir.join("default.toml"), "default")? {
+        default.extend(declared);
+    }
+    let mut tenants = HashMap::new();
+    let tenant_dir = dir.join("tenants");
+    match std::fs::read_dir(&tenant_dir) {
+        Ok(entries) => {
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            files.sort();
+            for file in files {
+                let tenant = file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(map) = read_manifest(registry, &file, &tenant)? {
+                    tenants.insert(tenant, map);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", tenant_dir.display()).into()),
+    }
+    Ok(PolicySet {
+        generation,
+        default,
+        tenants,
+        builtin,
+    })
+}
