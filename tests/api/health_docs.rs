@@ -27,6 +27,11 @@ async fn health_reports_every_dependency(backend: Backend) {
         Backend::Postgres => assert_eq!(health["checks"]["redis"]["status"], "up", "{health}"),
         Backend::Sqlite => assert!(health["checks"].get("redis").is_none()),
     }
+    assert_eq!(health["policy"]["generation"], 1);
+    assert!(
+        health["policy"]["components"].as_u64().unwrap() >= 4,
+        "{health}"
+    );
     json_ok(app.get("/health/ready").await, StatusCode::OK).await;
 
     // A Redis that does not answer: still alive, reported down, not ready — and the
@@ -72,6 +77,7 @@ async fn openapi_document_describes_the_api(backend: Backend) {
         ("/tenants", "post"),
         ("/health", "get"),
         ("/health/ready", "get"),
+        ("/admin/policy/evaluate", "post"),
     ] {
         let op = &paths
             .get(path)

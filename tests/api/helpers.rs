@@ -174,6 +174,8 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Config
             Backend::Sqlite => String::new(),
             Backend::Postgres => redis_url(),
         },
+        // An empty policies folder: the built-ins, whatever the working directory holds.
+        policies_dir: dir.path().join("policies"),
         ..Config::default()
     };
     customize(&mut config);

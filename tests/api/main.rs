@@ -8,4 +8,5 @@ mod auth;
 mod cli;
 mod health_docs;
 mod http_edge;
+mod policy;
 mod users;

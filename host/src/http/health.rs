@@ -30,6 +30,18 @@ pub struct HealthReport {
     pub database_backend: &'static str,
     /// One entry per dependency.
     pub checks: BTreeMap<&'static str, Check>,
+    /// The policy runtime.
+    pub policy: PolicyHealth,
+}
+
+/// State of the policy runtime.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyHealth {
+    /// Generation of the active binding set.
+    pub generation: u64,
+    /// Registered components (built-ins included).
+    pub components: usize,
 }
 
 /// The state of one dependency.
@@ -102,6 +114,10 @@ async fn report(state: &AppState) -> HealthReport {
         version: env!("CARGO_PKG_VERSION"),
         database_backend: state.store.backend(),
         checks,
+        policy: PolicyHealth {
+            generation: state.policy.snapshot().generation,
+            components: state.policy.registry().all().len(),
+        },
     }
 }
 

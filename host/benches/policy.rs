@@ -1,0 +1,131 @@
+//! Policy runtime bench: the three built-in hooks (validate → price → prioritize, each a
+//! fresh instance in a fresh store) on a 3-line order.
+//!
+//! `cargo bench -p orderhost --bench policy` prints p50/p99 wall time per sequence and
+//! sequences/s on one thread and on every core. Targets: ≤ 50 µs p50, ≥ 20 000 sequences/s
+//! on a 2-core machine. `POLICY_BENCH_SECS` sets the length of each phase (default 3).
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use orderhost::policy::{
+    EvalMode, PolicyRuntime,
+    types::{Customer, OrderContext, OrderLine},
+};
+
+fn context(i: u64) -> OrderContext {
+    let line = |sku: &str, quantity, unit_price| OrderLine {
+        product_id: format!("p-{sku}"),
+        stock_id: format!("s-{sku}"),
+        sku: sku.to_owned(),
+        quantity,
+        unit_price,
+        currency: "EUR".into(),
+        available: 100,
+    };
+    OrderContext {
+        tenant: "default".into(),
+        customer: Customer {
+            id: format!("customer-{}", i % 1000),
+            vip: i.is_multiple_of(10),
+            tags: vec![],
+            order_count: 3,
+            account_age_days: 100,
+        },
+        lines: vec![line("A", 2, 1_250), line("B", 1, 9_900), line("C", 12, 300)],
+        expected_total: None,
+        order_time_ms: 1_700_000_000_000 + i as i64,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn main() {
+    let secs: u64 = std::env::var("POLICY_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let phase = Duration::from_secs(secs);
+    let empty = tempfile_dir();
+    let runtime = Arc::new(PolicyRuntime::load(&empty).expect("built-ins load"));
+    let set = runtime.snapshot();
+
+    // Warm up: page in code, fill the pool's warm slots.
+    for i in 0..2_000 {
+        runtime
+            .evaluate(&set, &context(i), EvalMode::All)
+            .expect("evaluates");
+    }
+
+    // One thread: latency distribution and throughput.
+    let mut samples = Vec::with_capacity(200_000);
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < phase {
+        let ctx = context(i);
+        let t = Instant::now();
+        let evaluation = runtime
+            .evaluate(&set, &ctx, EvalMode::All)
+            .expect("evaluates");
+        samples.push(t.elapsed());
+        assert!(evaluation.priority.is_some());
+        i += 1;
+    }
+    let single_rate = samples.len() as f64 / started.elapsed().as_secs_f64();
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.50), percentile(&samples, 0.99));
+
+    // Every core: one thread per core, same work, counted together.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let started = Instant::now();
+    let handles: Vec<_> = (0..cores)
+        .map(|t| {
+            let (runtime, set) = (runtime.clone(), set.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                let begin = Instant::now();
+                while begin.elapsed() < phase {
+                    runtime
+                        .evaluate(&set, &context(n * cores as u64 + t as u64), EvalMode::All)
+                        .expect("evaluates");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
+    let multi_rate = total as f64 / started.elapsed().as_secs_f64();
+
+    println!("policy sequence (validate + price + prioritize, 3-line order, built-ins)");
+    println!("  samples (1 thread)     {}", samples.len());
+    println!("  p50                    {:.1} µs", p50.as_secs_f64() * 1e6);
+    println!("  p99                    {:.1} µs", p99.as_secs_f64() * 1e6);
+    println!("  sequences/s 1 thread   {single_rate:.0}");
+    println!("  sequences/s {cores} threads  {multi_rate:.0}");
+    println!(
+        "  targets: p50 <= 50 µs: {}; >= 20000/s on all cores: {}",
+        if p50 <= Duration::from_micros(50) {
+            "met"
+        } else {
+            "MISSED"
+        },
+        if multi_rate >= 20_000.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
+    );
+}
+
+/// An empty policies folder, so the bench measures the built-ins whatever `policies/` holds.
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("orderhost-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
