@@ -40,6 +40,16 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage the catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+/// Catalog commands.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Load products from a CSV or JSON file; idempotent by sku.
+    Import(crate::catalog::import::ImportArgs),
 }
 
 /// User commands.
@@ -123,6 +133,7 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create(args)) => create_user(args).await,
+        Command::Catalog(CatalogCommand::Import(args)) => crate::catalog::import::run(args).await,
         Command::Tenant(TenantCommand::Create(args)) => {
             let store = Store::connect(&args.store).await?;
             store.migrate().await?;

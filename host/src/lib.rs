@@ -5,12 +5,15 @@
 
 pub mod app;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
 pub mod observability;
+pub mod orders;
 pub mod policy;
+pub mod queue;
 pub mod store;
 pub mod tenants;
 pub mod users;

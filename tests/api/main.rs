@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod catalog;
 mod cli;
 mod health_docs;
 mod http_edge;

@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::users::router())
         .merge(crate::tenants::router())
         .merge(crate::policy::router())
+        .merge(crate::catalog::router())
+        .merge(crate::orders::router())
         .merge(health::router());
     let (routes, openapi) = api.split_for_parts();
     let routes = routes.route("/metrics", axum::routing::get(metrics));

@@ -1,0 +1,1 @@
+//! The order queue: jobs claimed with leases, highest priority first.

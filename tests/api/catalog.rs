@@ -1,0 +1,1 @@
+//! Catalog tests (products, stock, showcase, import).
