@@ -17,8 +17,10 @@ use crate::{
     clock::{Clock, SystemClock},
     config::Config,
     policy::PolicyRuntime,
+    queue::{DbQueue, JobQueue},
     store::Store,
 };
+use tokio::sync::Notify;
 
 /// State every handler can reach.
 #[derive(Clone)]
@@ -33,6 +35,12 @@ pub struct AppState {
     pub auth: Arc<AuthState>,
     /// The policy runtime (components and the active bindings).
     pub policy: Arc<PolicyRuntime>,
+    /// Where workers get jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Wakes this process's workers when an order is accepted.
+    pub work: Arc<Notify>,
+    /// Wakes event streams when an order changes in this process.
+    pub order_events: Arc<Notify>,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
     /// Origins allowed for CORS and cookie-authenticated writes besides our own.
@@ -56,34 +64,7 @@ impl App {
 
     /// Builds the application with the given clock (tests move time by hand).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        config.validate()?;
-        let _ = crate::observability::metrics_handle();
-        // Compiling the components is CPU work: keep it off the async threads.
-        let policies_dir = config.policies_dir.clone();
-        let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
-            .await
-            .context("policy loading panicked")?
-            .context("cannot load the policy bindings")?;
-        let store = Store::connect(&config.store).await?;
-        store.migrate().await?;
-        let redis = match config.redis_url.trim() {
-            "" => None,
-            url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
-        };
-        let allowed_origins = config
-            .cors_origins()
-            .map(|o| o.trim_end_matches('/').to_owned())
-            .collect();
-        let state = AppState {
-            store,
-            auth: AuthState::from_config(&config),
-            config: Arc::new(config),
-            clock,
-            policy: Arc::new(policy),
-            redis,
-            allowed_origins,
-            ready: Arc::new(AtomicBool::new(false)),
-        };
+        let state = build_state(config, clock).await?;
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", state.config.bind))?;
@@ -113,6 +94,8 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
+        let (stop_workers, workers) =
+            crate::orders::process::spawn_workers(&self.state, self.state.config.workers);
         let router = crate::http::router(self.state);
         tracing::info!(
             port = self.port,
@@ -126,10 +109,53 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server error")?;
-        tracing::info!("in-flight requests finished; closing the database");
+        tracing::info!("in-flight requests finished; stopping workers");
+        let _ = stop_workers.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        tracing::info!("closing the database");
         store.close().await;
         Ok(())
     }
+}
+
+/// Checks the configuration, opens and migrates the database, loads the policies: the
+/// state shared by the HTTP server and the workers.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    config.validate()?;
+    let _ = crate::observability::metrics_handle();
+    // Compiling the components is CPU work: keep it off the async threads.
+    let policies_dir = config.policies_dir.clone();
+    let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
+        .await
+        .context("policy loading panicked")?
+        .context("cannot load the policy bindings")?;
+    let store = Store::connect(&config.store).await?;
+    store.migrate().await?;
+    let redis = match config.redis_url.trim() {
+        "" => None,
+        url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
+    };
+    let allowed_origins = config
+        .cors_origins()
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
+    let state = AppState {
+        queue,
+        work: Arc::new(Notify::new()),
+        order_events: Arc::new(Notify::new()),
+        store,
+        auth: AuthState::from_config(&config),
+        config: Arc::new(config),
+        clock,
+        policy: Arc::new(policy),
+        redis,
+        allowed_origins,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    Ok(state)
 }
 
 /// Completes on ctrl-c or SIGTERM.

@@ -32,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API (migrations run first).
     Serve(Box<Config>),
+    /// Run order workers only (no HTTP); any number of these share one database.
+    Worker(Box<Config>),
     /// Apply database migrations and exit.
     Migrate(StoreConfig),
     /// Manage users.
@@ -125,6 +127,18 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Serve(config) => {
             let app = App::build(*config).await?;
             app.run_until_stopped(shutdown_signal()).await
+        }
+        Command::Worker(config) => {
+            let count = config.workers.max(1);
+            let state = crate::app::build_state(*config, std::sync::Arc::new(SystemClock)).await?;
+            let (stop, workers) = crate::orders::process::spawn_workers(&state, count);
+            shutdown_signal().await;
+            let _ = stop.send(true);
+            for worker in workers {
+                let _ = worker.await;
+            }
+            state.store.close().await;
+            Ok(())
         }
         Command::Migrate(store) => {
             let store = Store::connect(&store).await?;

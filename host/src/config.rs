@@ -121,6 +121,21 @@ pub struct Config {
     /// Time a request may take before it is answered 503 `REQUEST_TIMEOUT`, in ms.
     #[arg(long, env = "ORDERHOST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
+    /// Order workers running inside `serve` (0 = none; run `orderhost worker` instead).
+    #[arg(long, env = "ORDERHOST_WORKERS", default_value_t = 1)]
+    pub workers: u32,
+    /// Jobs a worker claims and reserves in one transaction.
+    #[arg(long, env = "ORDERHOST_QUEUE_BATCH", default_value_t = 64)]
+    pub queue_batch: u32,
+    /// How long a claimed job stays with its worker before redelivery, ms.
+    #[arg(long, env = "ORDERHOST_QUEUE_LEASE_MS", default_value_t = 30_000)]
+    pub queue_lease_ms: i64,
+    /// Attempts before a job is dead and its order FAILED `RETRIES_EXHAUSTED`.
+    #[arg(long, env = "ORDERHOST_QUEUE_MAX_ATTEMPTS", default_value_t = 5)]
+    pub queue_max_attempts: u32,
+    /// First retry delay in ms (doubles per attempt, ±25 % jitter, capped at 30 s).
+    #[arg(long, env = "ORDERHOST_QUEUE_BACKOFF_MS", default_value_t = 200)]
+    pub queue_backoff_ms: i64,
     /// Failed logins per account within the window before the account is throttled.
     #[arg(long, env = "ORDERHOST_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
@@ -150,6 +165,11 @@ impl Default for Config {
             cors_origins: Vec::new(),
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 15_000,
+            workers: 1,
+            queue_batch: 64,
+            queue_lease_ms: 30_000,
+            queue_max_attempts: 5,
+            queue_backoff_ms: 200,
             login_max_failures: 5,
             login_ip_max_failures: 20,
             login_window_secs: 900,
@@ -211,6 +231,17 @@ impl Config {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
+    }
+
+    /// The queue settings.
+    pub fn queue(&self) -> crate::queue::QueueConfig {
+        crate::queue::QueueConfig {
+            lease_ms: self.queue_lease_ms.max(1),
+            batch_size: self.queue_batch.clamp(1, 1_000),
+            max_attempts: self.queue_max_attempts.max(1),
+            backoff_base_ms: self.queue_backoff_ms.max(0),
+            backoff_max_ms: 30_000,
+        }
     }
 
     /// Request timeout as a duration.

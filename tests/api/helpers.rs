@@ -316,6 +316,81 @@ impl TestApp {
             .expect("new tenant");
     }
 
+    /// Puts a product with `stock` units in the catalog of `tenant` (default tenant when
+    /// `None`) straight through the store; returns (product id, stock id).
+    pub async fn seed_product(
+        &self,
+        tenant: Option<&str>,
+        sku: &str,
+        unit_price: i64,
+        stock: i64,
+    ) -> (String, String) {
+        let tenant_id = orderhost::tenants::resolve(&self.state.store, tenant)
+            .await
+            .expect("tenant");
+        let (product_id, stock_id) = (
+            uuid::Uuid::now_v7().to_string(),
+            uuid::Uuid::now_v7().to_string(),
+        );
+        let now = self.clock_now();
+        orderhost::with_pool!(&self.state.store, pool => {
+            sqlx::query(
+                "insert into products (id, tenant_id, sku, name, unit_price, currency, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $5, 'EUR', $6, $6)",
+            )
+            .bind(&product_id)
+            .bind(&tenant_id)
+            .bind(sku)
+            .bind(format!("Product {sku}"))
+            .bind(unit_price)
+            .bind(now)
+            .execute(pool)
+            .await
+            .expect("product");
+            sqlx::query(
+                "insert into stock_items (id, tenant_id, product_id, available, received, created_at, updated_at) \
+                 values ($1, $2, $3, $4, $4, $5, $5)",
+            )
+            .bind(&stock_id)
+            .bind(&tenant_id)
+            .bind(&product_id)
+            .bind(stock)
+            .bind(now)
+            .execute(pool)
+            .await
+            .expect("stock");
+        });
+        (product_id, stock_id)
+    }
+
+    /// (available, reserved, received) of a stock item.
+    pub async fn stock(&self, stock_id: &str) -> (i64, i64, i64) {
+        orderhost::with_pool!(&self.state.store, pool => sqlx::query_as::<_, (i64, i64, i64)>(
+            "select available, reserved, received from stock_items where id = $1",
+        )
+        .bind(stock_id)
+        .fetch_one(pool)
+        .await
+        .expect("stock row"))
+    }
+
+    /// Runs SQL on the app's database (fault injection, checks).
+    pub async fn exec(&self, sql: &str) {
+        orderhost::with_pool!(&self.state.store, pool => sqlx::raw_sql(sql).execute(pool).await.map(|_| ()))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A scalar query on the app's database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        orderhost::with_pool!(&self.state.store, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Moves the app's clock.
+    pub fn advance(&self, ms: i64) {
+        self.clock.advance_ms(ms);
+    }
+
     fn clock_now(&self) -> i64 {
         orderhost::clock::Clock::now_ms(&self.clock)
     }

@@ -1,11 +1,226 @@
-//! Orders: placement through the tenant's policy hooks, processing, cancellation, and
-//! status (JSON and server-sent events).
+//! Orders: placement through the tenant's policy hooks (`place`), processing by queue
+//! workers (`process`), cancellation and status as JSON or server-sent events (`routes`).
+//!
+//! Lifecycle: `PENDING` (accepted, priced, queued) → `CONFIRMED` (stock reserved for every
+//! line) or `FAILED` (with a reason: `OUT_OF_STOCK`, `PRODUCT_INACTIVE`,
+//! `RETRIES_EXHAUSTED`); `PENDING` or `CONFIRMED` → `CANCELLED` (reserved stock released).
 
+mod place;
+pub mod process;
+mod routes;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    clock::rfc3339,
+    policy::types::{Discount, Quote},
+};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    place::router().merge(routes::router())
 }
+
+/// An order's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum OrderStatus {
+    /// Accepted and queued.
+    Pending,
+    /// Stock reserved.
+    Confirmed,
+    /// Not fulfilled (see the reason).
+    Failed,
+    /// Cancelled by the customer or an admin.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Confirmed => "CONFIRMED",
+            Self::Failed => "FAILED",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "PENDING" => Some(Self::Pending),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "FAILED" => Some(Self::Failed),
+            "CANCELLED" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+
+    /// Whether no further change will happen on its own (a CONFIRMED order may still be
+    /// cancelled, but processing is over).
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Self::Pending)
+    }
+}
+
+/// An order row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    /// Id.
+    pub id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Customer.
+    pub user_id: String,
+    /// Status.
+    pub status: String,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Queue priority.
+    pub priority: i64,
+    /// Charged total, minor units.
+    pub total: i64,
+    /// Currency.
+    pub currency: String,
+    /// What the client expected to pay.
+    pub expected_total: Option<i64>,
+    /// The quote, JSON.
+    pub quote: String,
+    /// Components used, JSON.
+    pub components: String,
+    /// Created, epoch ms.
+    pub created_at: i64,
+    /// Changed, epoch ms.
+    pub updated_at: i64,
+    /// Settled, epoch ms.
+    pub final_at: Option<i64>,
+}
+
+/// An order line row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LineRow {
+    /// Position in the order.
+    pub line_no: i32,
+    /// Product.
+    pub product_id: String,
+    /// Stock item.
+    pub stock_id: String,
+    /// Sku.
+    pub sku: String,
+    /// Quantity.
+    pub quantity: i64,
+    /// Charged unit price.
+    pub unit_price: i64,
+    /// Quantity × unit price.
+    pub subtotal: i64,
+}
+
+/// A line as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineView {
+    /// Position in the order (0-based).
+    pub line_no: i32,
+    /// Product.
+    pub product_id: String,
+    /// Stock item.
+    pub stock_id: String,
+    /// Sku.
+    pub sku: String,
+    /// Quantity.
+    pub quantity: i64,
+    /// Charged unit price, minor units.
+    pub unit_price: i64,
+    /// Quantity × unit price, minor units.
+    pub subtotal: i64,
+}
+
+/// Which component served a hook for this order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentUsed {
+    /// Hook.
+    pub hook: String,
+    /// `name@version`.
+    pub component: String,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// Whether the built-in answered after the bound component failed.
+    pub fell_back: bool,
+}
+
+/// An order as shown.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    /// Id.
+    pub id: String,
+    /// Status.
+    pub status: OrderStatus,
+    /// Why it failed (`OUT_OF_STOCK`, `PRODUCT_INACTIVE`, `RETRIES_EXHAUSTED`).
+    pub reason: Option<String>,
+    /// Queue priority (higher is processed first).
+    pub priority: i64,
+    /// Charged total, minor units — the pricing component's, never the client's.
+    pub total: i64,
+    /// Currency.
+    pub currency: String,
+    /// What the client said it expected to pay.
+    pub expected_total: Option<i64>,
+    /// The lines.
+    pub lines: Vec<LineView>,
+    /// Discounts with their reasons.
+    pub discounts: Vec<Discount>,
+    /// The components that decided, per hook.
+    pub components: Vec<ComponentUsed>,
+    /// Created (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+}
+
+impl OrderView {
+    /// Builds the view from stored rows.
+    pub fn from_rows(order: OrderRow, lines: Vec<LineRow>) -> Self {
+        let discounts = serde_json::from_str::<Quote>(&order.quote)
+            .map(|q| q.discounts)
+            .unwrap_or_default();
+        let components = serde_json::from_str(&order.components).unwrap_or_default();
+        Self {
+            status: OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed),
+            id: order.id,
+            reason: order.reason,
+            priority: order.priority,
+            total: order.total,
+            currency: order.currency,
+            expected_total: order.expected_total,
+            lines: lines
+                .into_iter()
+                .map(|l| LineView {
+                    line_no: l.line_no,
+                    product_id: l.product_id,
+                    stock_id: l.stock_id,
+                    sku: l.sku,
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    subtotal: l.subtotal,
+                })
+                .collect(),
+            discounts,
+            components,
+            created_at: rfc3339(order.created_at),
+            updated_at: rfc3339(order.updated_at),
+        }
+    }
+}
+
+/// Columns of [`OrderRow`].
+pub const ORDER_COLUMNS: &str = "id, tenant_id, user_id, status, reason, priority, total, currency, \
+     expected_total, quote, components, created_at, updated_at, final_at";
+
+/// Columns of [`LineRow`].
+pub const LINE_COLUMNS: &str = "line_no, product_id, stock_id, sku, quantity, unit_price, subtotal";

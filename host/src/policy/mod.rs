@@ -17,5 +17,5 @@ pub mod runtime;
 pub mod types;
 
 pub use engine::{FaultKind, Limits, PolicyFault};
-pub use routes::router;
+pub use routes::{router, unavailable};
 pub use runtime::{EvalMode, Evaluation, PolicyRuntime};

@@ -147,6 +147,66 @@ impl Store {
     }
 }
 
+/// The dialect forks of write transactions and row locking, side by side. Bodies run
+/// through [`with_pool!`] call these as methods on the concrete pool.
+pub trait WritePool {
+    /// The database of the pool.
+    type Db: sqlx::Database;
+
+    /// Begins a transaction that will write. SQLite: `BEGIN IMMEDIATE`, so the single
+    /// writer lock is taken up front and a later write cannot fail with a stale snapshot;
+    /// PostgreSQL: a plain `BEGIN` (rows are locked as they are touched).
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+
+    /// Row-lock clause for a `select` that is followed by writes to the same rows:
+    /// `for update` on PostgreSQL; nothing on SQLite, whose writer already excludes others.
+    fn for_update(&self) -> &'static str;
+
+    /// Row-lock clause for claiming queue rows: `for update skip locked` on PostgreSQL, so
+    /// concurrent claimers take different rows; nothing on SQLite (one writer at a time).
+    fn skip_locked(&self) -> &'static str;
+}
+
+impl WritePool for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+
+    fn for_update(&self) -> &'static str {
+        ""
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        ""
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = sqlx::Postgres;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
+    {
+        self.begin()
+    }
+
+    fn for_update(&self) -> &'static str {
+        "for update"
+    }
+
+    fn skip_locked(&self) -> &'static str {
+        "for update skip locked"
+    }
+}
+
 /// Whether `err` is the violation of the unique constraint named `constraint`
 /// (both backends report the constraint name; SQLite only the columns, so we match
 /// either).

@@ -1,0 +1,693 @@
+//! `POST /order` (and `/orders`): parse at the edge, resolve the lines in the catalog,
+//! run validate → price → prioritize through the tenant's bindings (one snapshot), and
+//! either reject (422 with the violations) or write the order, its lines, its first event
+//! and its job in one transaction (202). `POST /order/quote` runs the same hooks and
+//! writes nothing.
+
+use axum::{
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{ComponentUsed, LineRow, OrderRow, OrderStatus, OrderView};
+use crate::{
+    app::AppState,
+    auth::AuthUser,
+    catalog::lookup::{self, CatalogLine, LineRef},
+    http::{
+        error::{ApiError, ErrorEnvelope},
+        extract::Json,
+    },
+    policy::{
+        EvalMode, Evaluation,
+        types::{Customer, OrderContext, OrderLine, Quote, Violation},
+    },
+    store::{Store, WritePool as _},
+    with_pool,
+};
+
+/// The routes of this file.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place_order))
+        .routes(routes!(place_order_alias))
+        .routes(routes!(quote_order))
+}
+
+/// Largest quantity of one line.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Most lines in one order.
+pub const MAX_LINES: usize = 100;
+
+/// One requested line: a stock item or a sku, and a quantity.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LineRequest {
+    /// Stock item id (give this or `sku`).
+    pub stock_id: Option<String>,
+    /// Product sku (give this or `stockId`).
+    pub sku: Option<String>,
+    /// Units, 1 to 1 000 000.
+    pub quantity: i64,
+}
+
+/// Body of `POST /order`. Either `lines` (with an optional `expectedTotal`) or the
+/// original single-line shape `{stockId, quantity, priceAtPurchase}`, whose price is only
+/// the client's expectation: the charged price is always the pricing component's.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlaceOrderRequest {
+    /// The lines.
+    pub lines: Option<Vec<LineRequest>>,
+    /// The total the client expects to pay, minor units; a different priced total → 422.
+    pub expected_total: Option<i64>,
+    /// Single-line shape: the stock item.
+    pub stock_id: Option<String>,
+    /// Single-line shape: the quantity.
+    pub quantity: Option<i64>,
+    /// Single-line shape: the unit price the client saw (an expectation, never charged).
+    pub price_at_purchase: Option<i64>,
+}
+
+/// A parsed, bounded order request.
+#[derive(Debug, Clone)]
+struct ParsedOrder {
+    refs: Vec<LineRef>,
+    quantities: Vec<u32>,
+    expected_total: Option<i64>,
+}
+
+fn line_error(index: usize, field: &str, problem: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "VALIDATION_FAILED",
+        format!("lines[{index}].{field}: {problem}"),
+    )
+    .with_details(serde_json::json!({ "line": index, "field": field, "problem": problem }))
+}
+
+fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
+    let (lines, expected_total) = match (body.lines, body.stock_id) {
+        (Some(lines), None) if body.quantity.is_none() && body.price_at_purchase.is_none() => {
+            (lines, body.expected_total)
+        }
+        (None, Some(stock_id)) => {
+            let quantity = body
+                .quantity
+                .ok_or_else(|| ApiError::validation("quantity", "required with stockId"))?;
+            let expected = match (body.expected_total, body.price_at_purchase) {
+                (Some(total), _) => Some(total),
+                (None, Some(price)) => Some(price.checked_mul(quantity).ok_or_else(|| {
+                    ApiError::validation("priceAtPurchase", "price × quantity overflows")
+                })?),
+                (None, None) => None,
+            };
+            (
+                vec![LineRequest {
+                    stock_id: Some(stock_id),
+                    sku: None,
+                    quantity,
+                }],
+                expected,
+            )
+        }
+        _ => {
+            return Err(ApiError::validation(
+                "lines",
+                "send either `lines` or the single-line `stockId` + `quantity`",
+            ));
+        }
+    };
+    if lines.is_empty() {
+        return Err(ApiError::validation("lines", "at least one line"));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(ApiError::validation(
+            "lines",
+            format!("at most {MAX_LINES} lines"),
+        ));
+    }
+    if expected_total.is_some_and(|t| t < 0) {
+        return Err(ApiError::validation(
+            "expectedTotal",
+            "must not be negative",
+        ));
+    }
+    let mut refs = Vec::with_capacity(lines.len());
+    let mut quantities = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let reference = match (line.stock_id, line.sku) {
+            (Some(id), None) if valid_ref(&id) => LineRef::Stock(id),
+            (None, Some(sku)) if valid_ref(&sku) => LineRef::Sku(sku),
+            (Some(_), None) => return Err(line_error(i, "stockId", "1-128 visible characters")),
+            (None, Some(_)) => return Err(line_error(i, "sku", "1-128 visible characters")),
+            _ => {
+                return Err(line_error(
+                    i,
+                    "stockId",
+                    "give exactly one of stockId and sku",
+                ));
+            }
+        };
+        if !(1..=MAX_QUANTITY).contains(&line.quantity) {
+            return Err(line_error(
+                i,
+                "quantity",
+                &format!("between 1 and {MAX_QUANTITY}"),
+            ));
+        }
+        refs.push(reference);
+        quantities.push(
+            u32::try_from(line.quantity).map_err(|_| line_error(i, "quantity", "too large"))?,
+        );
+    }
+    Ok(ParsedOrder {
+        refs,
+        quantities,
+        expected_total,
+    })
+}
+
+fn valid_ref(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+/// What the customer looks like to the hooks.
+#[derive(Debug, sqlx::FromRow)]
+struct CustomerRow {
+    tenant_slug: String,
+    vip: bool,
+    created_at: i64,
+    order_count: i64,
+}
+
+async fn load_customer(store: &Store, actor: &AuthUser) -> Result<CustomerRow, ApiError> {
+    let row = with_pool!(store, pool => sqlx::query_as::<_, CustomerRow>(
+        "select t.slug as tenant_slug, u.vip, u.created_at, \
+           (select count(*) from orders o where o.tenant_id = u.tenant_id and o.user_id = u.id) as order_count \
+         from users u join tenants t on t.id = u.tenant_id where u.id = $1 and u.tenant_id = $2",
+    )
+    .bind(&actor.user_id)
+    .bind(&actor.tenant_id)
+    .fetch_optional(pool)
+    .await?);
+    row.ok_or_else(|| ApiError::unauthenticated("the account no longer exists"))
+}
+
+fn rejected(violations: Vec<Violation>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ORDER_REJECTED",
+        "the order breaks this shop's rules; see details.violations",
+    )
+    .with_details(serde_json::json!({ "violations": violations }))
+}
+
+/// Everything decided before writing: the context, the catalog lines, the evaluation.
+struct Decision {
+    ctx: OrderContext,
+    catalog: Vec<CatalogLine>,
+    evaluation: Evaluation,
+    quote: Quote,
+    priority: u32,
+}
+
+/// Resolves and evaluates an order; `Err` is the answer to give (422/503).
+async fn decide(
+    state: &AppState,
+    actor: &AuthUser,
+    order: &ParsedOrder,
+) -> Result<Decision, ApiError> {
+    let customer = load_customer(&state.store, actor).await?;
+    let resolved = lookup::resolve(&state.store, &actor.tenant_id, &order.refs).await?;
+    let mut violations = Vec::new();
+    let mut catalog = Vec::with_capacity(resolved.len());
+    for (i, line) in resolved.into_iter().enumerate() {
+        let line_no = u32::try_from(i).unwrap_or(u32::MAX);
+        match line {
+            None => violations.push(Violation {
+                code: "UNKNOWN_ITEM".into(),
+                message: "no such product or stock item in this shop".into(),
+                line: Some(line_no),
+            }),
+            Some(line) if !line.active => {
+                violations.push(Violation {
+                    code: "PRODUCT_INACTIVE".into(),
+                    message: format!("{} is not for sale", line.sku),
+                    line: Some(line_no),
+                });
+                catalog.push(line);
+            }
+            Some(line) => catalog.push(line),
+        }
+    }
+    if !violations.is_empty() {
+        return Err(rejected(violations));
+    }
+    let now = state.clock.now_ms();
+    let ctx = OrderContext {
+        tenant: customer.tenant_slug,
+        customer: Customer {
+            id: actor.user_id.clone(),
+            vip: customer.vip,
+            tags: Vec::new(),
+            order_count: u32::try_from(customer.order_count).unwrap_or(u32::MAX),
+            account_age_days: u32::try_from((now - customer.created_at).max(0) / 86_400_000)
+                .unwrap_or(u32::MAX),
+        },
+        lines: catalog
+            .iter()
+            .zip(&order.quantities)
+            .map(|(c, q)| OrderLine {
+                product_id: c.product_id.clone(),
+                stock_id: c.stock_id.clone(),
+                sku: c.sku.clone(),
+                quantity: *q,
+                unit_price: c.unit_price,
+                currency: c.currency.clone(),
+                available: c.available,
+            })
+            .collect(),
+        expected_total: order.expected_total,
+        order_time_ms: now,
+    };
+    let evaluation = state
+        .policy
+        .evaluate_current(ctx.clone(), EvalMode::Order)
+        .await
+        .map_err(|fault| crate::policy::unavailable(&fault))?;
+    if !evaluation.violations.is_empty() {
+        return Err(rejected(evaluation.violations));
+    }
+    if let Some(refusal) = &evaluation.pricing_refusal {
+        return Err(rejected(vec![Violation {
+            code: "PRICING_REFUSED".into(),
+            message: format!("{refusal:?}"),
+            line: None,
+        }]));
+    }
+    let (Some(quote), Some(priority)) = (evaluation.quote.clone(), evaluation.priority) else {
+        return Err(ApiError::internal(
+            "evaluation finished without a quote or a priority",
+        ));
+    };
+    if let Some(expected) = order.expected_total
+        && expected != quote.total
+    {
+        return Err(rejected(vec![Violation {
+            code: "PRICE_MISMATCH".into(),
+            message: format!("the order costs {} {}, not {expected}", quote.total, quote.currency),
+            line: None,
+        }])
+        .with_details(serde_json::json!({
+            "violations": [{ "code": "PRICE_MISMATCH", "message": "the priced total differs from expectedTotal", "line": null }],
+            "expectedTotal": expected,
+            "total": quote.total,
+            "currency": quote.currency,
+        })));
+    }
+    Ok(Decision {
+        ctx,
+        catalog,
+        evaluation,
+        quote,
+        priority,
+    })
+}
+
+fn components_used(evaluation: &Evaluation) -> Vec<ComponentUsed> {
+    evaluation
+        .hooks
+        .iter()
+        .map(|h| ComponentUsed {
+            hook: h.hook.as_str().to_owned(),
+            component: h.component.clone(),
+            sha256: h.sha256.clone(),
+            fell_back: h.fell_back,
+        })
+        .collect()
+}
+
+/// Writes the order, its lines, its first event and its job in one transaction, and
+/// marks the idempotency key done with the response in the same transaction.
+async fn insert_order(
+    state: &AppState,
+    actor: &AuthUser,
+    decision: &Decision,
+    idempotency: Option<(&str, &str)>,
+) -> Result<OrderView, ApiError> {
+    let now = state.clock.now_ms();
+    let id = uuid::Uuid::now_v7().to_string();
+    let quote_json = serde_json::to_string(&decision.quote).map_err(ApiError::internal)?;
+    let context_json = serde_json::to_string(&decision.ctx).map_err(ApiError::internal)?;
+    let components_json = serde_json::to_string(&components_used(&decision.evaluation))
+        .map_err(ApiError::internal)?;
+    let order = OrderRow {
+        id: id.clone(),
+        tenant_id: actor.tenant_id.clone(),
+        user_id: actor.user_id.clone(),
+        status: OrderStatus::Pending.as_str().to_owned(),
+        reason: None,
+        priority: i64::from(decision.priority),
+        total: decision.quote.total,
+        currency: decision.quote.currency.clone(),
+        expected_total: decision.ctx.expected_total,
+        quote: quote_json,
+        components: components_json,
+        created_at: now,
+        updated_at: now,
+        final_at: None,
+    };
+    let lines: Vec<LineRow> = decision
+        .quote
+        .lines
+        .iter()
+        .map(|lp| {
+            let c = &decision.catalog[lp.line as usize];
+            LineRow {
+                line_no: i32::try_from(lp.line).unwrap_or(i32::MAX),
+                product_id: c.product_id.clone(),
+                stock_id: c.stock_id.clone(),
+                sku: c.sku.clone(),
+                quantity: i64::from(lp.quantity),
+                unit_price: lp.unit_price,
+                subtotal: lp.subtotal,
+            }
+        })
+        .collect();
+    let view = OrderView::from_rows(order.clone(), lines.clone());
+    let body = serde_json::to_string(&view).map_err(ApiError::internal)?;
+    let max_attempts = i32::try_from(state.config.queue().max_attempts).unwrap_or(5);
+    with_pool!(&state.store, pool => {
+        let mut tx = pool.begin_write().await?;
+        sqlx::query(
+            "insert into orders (id, tenant_id, user_id, status, reason, priority, total, currency, \
+             expected_total, quote, context, components, created_at, updated_at) \
+             values ($1, $2, $3, $4, null, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+        )
+        .bind(&order.id)
+        .bind(&order.tenant_id)
+        .bind(&order.user_id)
+        .bind(&order.status)
+        .bind(order.priority)
+        .bind(order.total)
+        .bind(&order.currency)
+        .bind(order.expected_total)
+        .bind(&order.quote)
+        .bind(&context_json)
+        .bind(&order.components)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for line in &lines {
+            sqlx::query(
+                "insert into order_lines (order_id, line_no, tenant_id, product_id, stock_id, sku, quantity, \
+                 unit_price, subtotal, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            )
+            .bind(&order.id)
+            .bind(line.line_no)
+            .bind(&order.tenant_id)
+            .bind(&line.product_id)
+            .bind(&line.stock_id)
+            .bind(&line.sku)
+            .bind(line.quantity)
+            .bind(line.unit_price)
+            .bind(line.subtotal)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
+             values ($1, $2, 'PENDING', null, $3, $3)",
+        )
+        .bind(&order.id)
+        .bind(&order.tenant_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
+             created_at, updated_at) values ($1, $2, $3, $4, 'queued', 0, $5, $6, $6, $6)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&order.tenant_id)
+        .bind(&order.id)
+        .bind(order.priority)
+        .bind(max_attempts)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some((key, _)) = idempotency {
+            sqlx::query(
+                "update idempotency_keys set state = 'done', response_status = 202, response_body = $1, updated_at = $2 \
+                 where tenant_id = $3 and user_id = $4 and key = $5",
+            )
+            .bind(&body)
+            .bind(now)
+            .bind(&actor.tenant_id)
+            .bind(&actor.user_id)
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    });
+    state.work.notify_waiters();
+    metrics::counter!("orderhost_orders_accepted_total").increment(1);
+    Ok(view)
+}
+
+/// The idempotency record of a request, if the client sent a key.
+enum Idempotency {
+    /// No key, or a new key now held by this request.
+    Proceed(Option<(String, String)>),
+    /// The first response to the same key and body.
+    Replay(Response),
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+async fn begin_idempotent(
+    state: &AppState,
+    actor: &AuthUser,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Idempotency, ApiError> {
+    let Some(key) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(Idempotency::Proceed(None));
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()))
+        .ok_or_else(|| ApiError::validation("Idempotency-Key", "1-255 visible ASCII characters"))?
+        .to_owned();
+    let hash = hex::encode(Sha256::digest(body));
+    let now = state.clock.now_ms();
+    let inserted = with_pool!(&state.store, pool => sqlx::query(
+        "insert into idempotency_keys (tenant_id, user_id, key, request_hash, state, created_at, updated_at) \
+         values ($1, $2, $3, $4, 'in_flight', $5, $5) on conflict do nothing",
+    )
+    .bind(&actor.tenant_id)
+    .bind(&actor.user_id)
+    .bind(&key)
+    .bind(&hash)
+    .bind(now)
+    .execute(pool)
+    .await?
+    .rows_affected());
+    if inserted == 1 {
+        return Ok(Idempotency::Proceed(Some((key, hash))));
+    }
+    #[derive(sqlx::FromRow)]
+    struct Stored {
+        request_hash: String,
+        state: String,
+        response_status: Option<i32>,
+        response_body: Option<String>,
+    }
+    let stored = with_pool!(&state.store, pool => sqlx::query_as::<_, Stored>(
+        "select request_hash, state, response_status, response_body from idempotency_keys \
+         where tenant_id = $1 and user_id = $2 and key = $3",
+    )
+    .bind(&actor.tenant_id)
+    .bind(&actor.user_id)
+    .bind(&key)
+    .fetch_optional(pool)
+    .await?)
+    .ok_or_else(|| ApiError::unavailable("idempotency key vanished while being read"))?;
+    if stored.request_hash != hash {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    match (
+        stored.state.as_str(),
+        stored.response_status,
+        stored.response_body,
+    ) {
+        ("done", Some(status), Some(body)) => {
+            let status = StatusCode::from_u16(u16::try_from(status).unwrap_or(500))
+                .unwrap_or(StatusCode::OK);
+            Ok(Idempotency::Replay(stored_response(status, body)))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_IN_FLIGHT",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+        )
+        .with_retry_after(1)),
+    }
+}
+
+fn stored_response(status: StatusCode, body: String) -> Response {
+    let location = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(|id| format!("/order/{id}")));
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if status == StatusCode::ACCEPTED
+        && let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok())
+    {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// Records a final rejection (4xx) under the key, or frees the key after a 5xx so the
+/// client can retry.
+async fn finish_idempotent(state: &AppState, actor: &AuthUser, key: &str, error: &ApiError) {
+    let now = state.clock.now_ms();
+    let result = if error.status.is_client_error() {
+        let body = serde_json::json!({ "error": { "code": error.code, "message": error.message, "details": error.details } });
+        with_pool!(&state.store, pool => sqlx::query(
+            "update idempotency_keys set state = 'done', response_status = $1, response_body = $2, updated_at = $3 \
+             where tenant_id = $4 and user_id = $5 and key = $6",
+        )
+        .bind(i32::from(error.status.as_u16()))
+        .bind(body.to_string())
+        .bind(now)
+        .bind(&actor.tenant_id)
+        .bind(&actor.user_id)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    } else {
+        with_pool!(&state.store, pool => sqlx::query(
+            "delete from idempotency_keys where tenant_id = $1 and user_id = $2 and key = $3",
+        )
+        .bind(&actor.tenant_id)
+        .bind(&actor.user_id)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(|_| ()))
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not settle an idempotency key");
+    }
+}
+
+async fn place(
+    state: AppState,
+    actor: AuthUser,
+    headers: HeaderMap,
+    request: PlaceOrderRequest,
+) -> Result<Response, ApiError> {
+    // The key is bound to the request as parsed, so formatting differences between two
+    // sends of the same order do not count as a different body.
+    let canonical = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    // Parse first: a malformed body never takes an idempotency key.
+    let parsed = parse(request)?;
+    let key = match begin_idempotent(&state, &actor, &headers, &canonical).await? {
+        Idempotency::Replay(response) => return Ok(response),
+        Idempotency::Proceed(key) => key,
+    };
+    let key_ref = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
+    let result = match decide(&state, &actor, &parsed).await {
+        Ok(decision) => insert_order(&state, &actor, &decision, key_ref).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(view) => {
+            let location = format!("/order/{}", view.id);
+            let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
+        }
+        Err(error) => {
+            if let Some((key, _)) = &key {
+                finish_idempotent(&state, &actor, key, &error).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Place an order. Prices come from the tenant's pricing component, never from the
+/// client; `Idempotency-Key` makes retries safe.
+#[utoipa::path(post, path = "/order", tag = "orders", request_body = PlaceOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "same key + same body → the first response")),
+    responses((status = 202, body = OrderView, headers(("Location" = String))),
+              (status = 409, description = "same key still in flight", body = ErrorEnvelope),
+              (status = 422, description = "invalid, rejected by the shop's rules, or key reused", body = ErrorEnvelope),
+              (status = 503, description = "a policy component failed", body = ErrorEnvelope)))]
+async fn place_order(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    place(state, actor, headers, body).await
+}
+
+/// Same as `POST /order`.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = PlaceOrderRequest,
+    responses((status = 202, body = OrderView)))]
+async fn place_order_alias(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    headers: HeaderMap,
+    Json(body): Json<PlaceOrderRequest>,
+) -> Result<Response, ApiError> {
+    place(state, actor, headers, body).await
+}
+
+/// A price preview through the same hooks; nothing is written.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuoteResponse {
+    /// The quote.
+    pub quote: Quote,
+    /// The priority the order would get.
+    pub priority: u32,
+    /// The components that decided.
+    pub components: Vec<ComponentUsed>,
+}
+
+/// Preview the price of an order (same parsing and hooks as `POST /order`, no write).
+#[utoipa::path(post, path = "/order/quote", tag = "orders", request_body = PlaceOrderRequest,
+    responses((status = 200, body = QuoteResponse), (status = 422, body = ErrorEnvelope)))]
+async fn quote_order(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Json(body): Json<PlaceOrderRequest>,
+) -> Result<Json<QuoteResponse>, ApiError> {
+    let parsed = parse(body)?;
+    let decision = decide(&state, &actor, &parsed).await?;
+    Ok(Json(QuoteResponse {
+        components: components_used(&decision.evaluation),
+        quote: decision.quote,
+        priority: decision.priority,
+    }))
+}

@@ -1,0 +1,735 @@
+//! The order lifecycle on the database queue, on SQLite and on PostgreSQL: placement with
+//! server-side prices, rejections, idempotency, processing, VIP first, cancellation, the
+//! event stream, and the invariants under concurrency and faults.
+
+use std::time::Duration;
+
+use orderhost::orders::process::run_once;
+use reqwest::{StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::{
+    backend_tests,
+    helpers::{Backend, TestApp, assert_error, json_ok, new_client, spawn_app, spawn_app_with},
+};
+
+backend_tests!(
+    an_order_is_priced_by_the_server_queued_and_confirmed,
+    bad_orders_are_refused_with_reasons,
+    idempotency_keys_make_retries_safe,
+    cancellation_releases_exactly_what_was_reserved,
+    the_event_stream_follows_an_order_to_its_end,
+    vip_orders_jump_the_queue,
+    a_hot_sku_under_concurrency_keeps_every_invariant,
+    a_dead_workers_job_is_redelivered_once,
+    a_database_fault_is_retried_then_the_order_fails_holding_nothing,
+);
+
+async fn customer(app: &TestApp, email: &str, vip: bool) -> String {
+    app.register(email, None).await;
+    if vip {
+        let tenant = orderhost::store::DEFAULT_TENANT_ID;
+        orderhost::users::update(
+            &app.state.store,
+            tenant,
+            email,
+            orderhost::auth::Role::Customer,
+            true,
+            0,
+        )
+        .await
+        .unwrap();
+    }
+    app.login_as(email, None).await.1
+}
+
+async fn place(app: &TestApp, token: &str, body: &Value) -> reqwest::Response {
+    new_client()
+        .post(app.url("/order"))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> Value {
+    json_ok(
+        new_client()
+            .get(app.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Polls an order until it is no longer PENDING (workers run inside the app).
+async fn settled(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..400 {
+        let order = get(app, token, &format!("/order/{id}")).await;
+        if order["status"] != "PENDING" {
+            return order;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("order {id} stayed PENDING");
+}
+
+async fn an_order_is_priced_by_the_server_queued_and_confirmed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, hot) = app.seed_product(None, "HOT", 1_250, 10).await;
+    app.seed_product(None, "MUG", 800, 5).await;
+    let token = customer(&app, "ann@example.com", false).await;
+    let response = place(
+        &app,
+        &token,
+        &json!({
+            "lines": [{ "stockId": hot, "quantity": 2 }, { "sku": "MUG", "quantity": 3 }],
+            "expectedTotal": 4_900
+        }),
+    )
+    .await;
+    let location = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let order = json_ok(response, StatusCode::ACCEPTED).await;
+    assert_eq!(order["status"], "PENDING");
+    assert_eq!(
+        location,
+        format!("/order/{}", order["id"].as_str().unwrap())
+    );
+    assert_eq!(order["total"], 4_900);
+    assert_eq!(order["lines"][1]["sku"], "MUG");
+    assert_eq!(order["lines"][1]["subtotal"], 2_400);
+    let hooks: Vec<&str> = order["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["component"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hooks,
+        [
+            "validation-standard@1.0.0",
+            "pricing-standard@1.0.0",
+            "priority-vip@1.0.0"
+        ]
+    );
+    assert_eq!(order["priority"], 10);
+
+    let done = settled(&app, &token, order["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "CONFIRMED", "{done}");
+    assert_eq!(app.stock(&hot).await, (8, 2, 10));
+    let mine = get(&app, &token, "/order").await;
+    assert_eq!(mine["total"], 1);
+    assert_eq!(mine["items"][0]["id"], order["id"]);
+
+    // The seed's single-line shape: the client's price is only an expectation.
+    let vip = customer(&app, "vip@example.com", true).await;
+    let cheap = place(
+        &app,
+        &vip,
+        &json!({ "stockId": hot, "quantity": 1, "priceAtPurchase": 1 }),
+    )
+    .await;
+    let body = assert_error(cheap, StatusCode::UNPROCESSABLE_ENTITY, "ORDER_REJECTED").await;
+    assert_eq!(
+        body["error"]["details"]["violations"][0]["code"],
+        "PRICE_MISMATCH"
+    );
+    assert_eq!(
+        body["error"]["details"]["total"], 1_188,
+        "5 % VIP discount, rounded down"
+    );
+    let ok = place(&app, &vip, &json!({ "stockId": hot, "quantity": 1 })).await;
+    let ok = json_ok(ok, StatusCode::ACCEPTED).await;
+    assert_eq!(
+        (ok["total"].as_i64(), ok["priority"].as_i64()),
+        (Some(1_188), Some(100))
+    );
+    assert_eq!(ok["discounts"][0]["code"], "VIP_DISCOUNT");
+    // Another customer cannot see it.
+    let other = customer(&app, "eve@example.com", false).await;
+    let peek = new_client()
+        .get(app.url(&format!("/order/{}", ok["id"].as_str().unwrap())))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_error(peek, StatusCode::NOT_FOUND, "ORDER_NOT_FOUND").await;
+    // The quote endpoint prices without writing.
+    let quote = new_client()
+        .post(app.url("/order/quote"))
+        .bearer_auth(&vip)
+        .json(&json!({ "lines": [{ "sku": "MUG", "quantity": 2 }] }))
+        .send()
+        .await
+        .unwrap();
+    let quote = json_ok(quote, StatusCode::OK).await;
+    assert_eq!(quote["quote"]["total"], 1_520);
+    assert_eq!(app.scalar("select count(*) from orders").await, 2);
+}
+
+async fn bad_orders_are_refused_with_reasons(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let (_, off) = app.seed_product(None, "OFF", 100, 10).await;
+    app.exec("update products set active = false where sku = 'OFF'")
+        .await;
+    app.tenant("other").await;
+    let (_, foreign) = app.seed_product(Some("other"), "A", 100, 10).await;
+    let token = customer(&app, "bob@example.com", false).await;
+    let cases = [
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": 0 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": 10_000_000 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "sku": "A", "quantity": 1 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "lines": [] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": -3 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": "two" }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_BODY",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": 1 }], "price": 1 }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "INVALID_BODY",
+        ),
+        (
+            json!({ "lines": [{ "sku": "NOPE", "quantity": 1 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ORDER_REJECTED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": foreign, "quantity": 1 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ORDER_REJECTED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": off, "quantity": 1 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ORDER_REJECTED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": 101 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ORDER_REJECTED",
+        ),
+        (
+            json!({ "lines": [{ "stockId": a, "quantity": 1 }, { "sku": "A", "quantity": 1 }] }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ORDER_REJECTED",
+        ),
+    ];
+    let mut codes = Vec::new();
+    for (body, status, code) in cases {
+        let response = place(&app, &token, &body).await;
+        let error = assert_error(response, status, code).await;
+        if code == "ORDER_REJECTED" {
+            codes.push(
+                error["error"]["details"]["violations"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    assert_eq!(
+        codes,
+        [
+            "UNKNOWN_ITEM",
+            "UNKNOWN_ITEM",
+            "PRODUCT_INACTIVE",
+            "QUANTITY_TOO_LARGE",
+            "DUPLICATE_LINE"
+        ]
+    );
+    let anonymous = new_client()
+        .post(app.url("/order"))
+        .json(&json!({ "lines": [{ "stockId": a, "quantity": 1 }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(anonymous, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    assert_eq!(
+        app.scalar("select count(*) from orders").await,
+        0,
+        "nothing was written"
+    );
+}
+
+async fn idempotency_keys_make_retries_safe(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, a) = app.seed_product(None, "A", 500, 100).await;
+    let token = customer(&app, "cat@example.com", false).await;
+    let send = |key: &'static str, quantity: i64| {
+        let (url, token, a) = (app.url("/order"), token.clone(), a.clone());
+        async move {
+            new_client()
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .json(&json!({ "lines": [{ "stockId": a, "quantity": quantity }] }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = send("k-1", 2).await;
+    let location = first.headers()[header::LOCATION].clone();
+    let first = json_ok(first, StatusCode::ACCEPTED).await;
+    let again = send("k-1", 2).await;
+    assert_eq!(again.headers()[header::LOCATION], location);
+    assert_eq!(
+        json_ok(again, StatusCode::ACCEPTED).await["id"],
+        first["id"]
+    );
+    assert_error(
+        send("k-1", 3).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+    )
+    .await;
+    // A rejected request is remembered as rejected.
+    assert_error(
+        send("k-2", 500).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ORDER_REJECTED",
+    )
+    .await;
+    assert_error(
+        send("k-2", 500).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ORDER_REJECTED",
+    )
+    .await;
+    // Concurrent duplicates: one order, every answer is that order or "in flight".
+    let racers: Vec<_> = (0..8).map(|_| tokio::spawn(send("k-3", 1))).collect();
+    let mut ids = std::collections::HashSet::new();
+    for racer in racers {
+        let response = racer.await.unwrap();
+        match response.status() {
+            StatusCode::ACCEPTED => {
+                ids.insert(
+                    response.json::<Value>().await.unwrap()["id"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                );
+            }
+            StatusCode::CONFLICT => {
+                assert_error(response, StatusCode::CONFLICT, "IDEMPOTENCY_IN_FLIGHT").await;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(app.scalar("select count(*) from orders").await, 2);
+}
+
+async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let token = customer(&app, "dan@example.com", false).await;
+    let order = |q: i64| {
+        let body = json!({ "lines": [{ "stockId": a, "quantity": q }] });
+        let (app, token) = (&app, &token);
+        async move { place(app, token, &body).await }
+    };
+    let pending = json_ok(order(2).await, StatusCode::ACCEPTED).await;
+    let confirmed = json_ok(order(3).await, StatusCode::ACCEPTED).await;
+    let cancel = |id: &Value| {
+        let url = app.url(&format!("/order/{}/cancel", id.as_str().unwrap()));
+        let token = token.clone();
+        async move {
+            new_client()
+                .post(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Cancel the first while PENDING: no stock was held, none moves; its job is over.
+    let cancelled = json_ok(cancel(&pending["id"]).await, StatusCode::OK).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+    let report = run_once(&app.state, "w").await.unwrap();
+    assert_eq!((report.claimed, report.confirmed), (1, 1));
+    assert_eq!(app.stock(&a).await, (7, 3, 10));
+    // Cancel the confirmed one: exactly its 3 units come back, once.
+    assert_eq!(
+        json_ok(cancel(&confirmed["id"]).await, StatusCode::OK).await["status"],
+        "CANCELLED"
+    );
+    assert_eq!(app.stock(&a).await, (10, 0, 10));
+    assert_eq!(
+        json_ok(cancel(&confirmed["id"]).await, StatusCode::OK).await["status"],
+        "CANCELLED"
+    );
+    assert_eq!(app.stock(&a).await, (10, 0, 10), "idempotent");
+    // A failed order has nothing to cancel; someone else's order is not there.
+    let too_many = json_ok(order(11).await, StatusCode::ACCEPTED).await;
+    run_once(&app.state, "w").await.unwrap();
+    assert_eq!(
+        get(
+            &app,
+            &token,
+            &format!("/order/{}", too_many["id"].as_str().unwrap())
+        )
+        .await["reason"],
+        "OUT_OF_STOCK"
+    );
+    assert_error(
+        cancel(&too_many["id"]).await,
+        StatusCode::CONFLICT,
+        "ORDER_NOT_CANCELLABLE",
+    )
+    .await;
+    let stranger = customer(&app, "eve@example.com", false).await;
+    let peek = new_client()
+        .post(app.url(&format!(
+            "/order/{}/cancel",
+            confirmed["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_error(peek, StatusCode::NOT_FOUND, "ORDER_NOT_FOUND").await;
+    let movements = app
+        .scalar("select count(*) from stock_movements where kind = 'release'")
+        .await;
+    assert_eq!(movements, 1);
+}
+
+async fn the_event_stream_follows_an_order_to_its_end(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let token = customer(&app, "fay@example.com", false).await;
+    let order = json_ok(
+        place(
+            &app,
+            &token,
+            &json!({ "lines": [{ "stockId": a, "quantity": 1 }] }),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let stream = new_client()
+        .get(app.url(&format!("/order/{id}/events")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let reader = tokio::spawn(async move { stream.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run_once(&app.state, "w").await.unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    let statuses: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(statuses, ["PENDING", "CONFIRMED"], "{text}");
+}
+
+async fn vip_orders_jump_the_queue(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, hot) = app.seed_product(None, "HOT", 100, 1).await;
+    let regular = customer(&app, "reg@example.com", false).await;
+    let vip = customer(&app, "vip@example.com", true).await;
+    let body = json!({ "lines": [{ "stockId": hot, "quantity": 1 }] });
+    let mut regular_ids = Vec::new();
+    for _ in 0..5 {
+        regular_ids.push(
+            json_ok(place(&app, &regular, &body).await, StatusCode::ACCEPTED).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let vip_order = json_ok(place(&app, &vip, &body).await, StatusCode::ACCEPTED).await;
+    let report = run_once(&app.state, "w").await.unwrap();
+    assert_eq!((report.claimed, report.confirmed, report.failed), (6, 1, 5));
+    assert_eq!(
+        get(
+            &app,
+            &vip,
+            &format!("/order/{}", vip_order["id"].as_str().unwrap())
+        )
+        .await["status"],
+        "CONFIRMED"
+    );
+    for id in &regular_ids {
+        assert_eq!(
+            get(&app, &regular, &format!("/order/{id}")).await["reason"],
+            "OUT_OF_STOCK"
+        );
+    }
+    // The settle order is visible in the event log: the VIP's came first.
+    let vip_seq = app
+        .scalar(&format!(
+            "select seq from order_events where order_id = '{}' and status <> 'PENDING'",
+            vip_order["id"].as_str().unwrap()
+        ))
+        .await;
+    let first_regular = app
+        .scalar(&format!(
+            "select min(seq) from order_events where status <> 'PENDING' and order_id <> '{}'",
+            vip_order["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(vip_seq < first_regular);
+}
+
+async fn a_hot_sku_under_concurrency_keeps_every_invariant(backend: Backend) {
+    const ORDERS: usize = 512;
+    const CLIENTS: usize = 32;
+    const HOT_STOCK: i64 = 200;
+    let app = spawn_app_with(backend, |c| {
+        c.workers = 3;
+        c.queue_batch = 32;
+        c.store.db_max_connections = 16;
+    })
+    .await;
+    let (_, hot) = app.seed_product(None, "HOT", 999, HOT_STOCK).await;
+    let (_, calm) = app.seed_product(None, "CALM", 100, 10_000).await;
+    let mut tokens = Vec::new();
+    for i in 0..CLIENTS {
+        tokens.push(customer(&app, &format!("c{i}@example.com"), i % 10 == 0).await);
+    }
+    let clients: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let (url, hot, calm) = (app.url("/order"), hot.clone(), calm.clone());
+            tokio::spawn(async move {
+                let client = new_client();
+                let mut ids = Vec::new();
+                for n in 0..ORDERS / CLIENTS {
+                    let lines = if (i + n) % 4 == 0 {
+                        json!([{ "stockId": hot, "quantity": 1 }, { "stockId": calm, "quantity": 2 }])
+                    } else {
+                        json!([{ "stockId": hot, "quantity": 1 }])
+                    };
+                    // The client claims a price of 1 cent: it must not matter.
+                    let response = client.post(&url).bearer_auth(&token).json(&json!({ "lines": lines })).send().await.unwrap();
+                    assert_eq!(response.status(), StatusCode::ACCEPTED);
+                    ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for client in clients {
+        ids.extend(client.await.unwrap());
+    }
+    assert_eq!(ids.len(), ORDERS);
+    // Every order reaches a final state.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while app
+        .scalar("select count(*) from orders where status = 'PENDING'")
+        .await
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "orders stuck PENDING");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let confirmed = app
+        .scalar("select count(*) from orders where status = 'CONFIRMED'")
+        .await;
+    let out_of_stock = app
+        .scalar("select count(*) from orders where status = 'FAILED' and reason = 'OUT_OF_STOCK'")
+        .await;
+    let other = app.scalar("select count(*) from orders where status not in ('CONFIRMED') and coalesce(reason, '') <> 'OUT_OF_STOCK'").await;
+    // Stock could serve exactly HOT_STOCK orders: no order lost to contention.
+    assert_eq!(confirmed, HOT_STOCK, "confirmed");
+    assert_eq!(out_of_stock, ORDERS as i64 - HOT_STOCK);
+    assert_eq!(other, 0);
+    let (available, reserved, received) = app.stock(&hot).await;
+    assert_eq!(
+        (available, reserved, received),
+        (0, HOT_STOCK, HOT_STOCK),
+        "never negative, all accounted"
+    );
+    let confirmed_units = app.scalar(&format!(
+        "select cast(coalesce(sum(l.quantity), 0) as bigint) from order_lines l join orders o on o.id = l.order_id \
+         where o.status = 'CONFIRMED' and l.stock_id = '{hot}'"
+    ))
+    .await;
+    assert_eq!(confirmed_units, reserved);
+    assert!(confirmed_units <= received);
+    let (calm_available, calm_reserved, _) = app.stock(&calm).await;
+    assert_eq!(calm_available + calm_reserved, 10_000);
+    // No order confirmed twice; every job finished.
+    assert_eq!(app.scalar("select count(*) from (select order_id from order_events where status = 'CONFIRMED' group by order_id having count(*) > 1) t").await, 0);
+    assert_eq!(
+        app.scalar("select count(*) from jobs where status <> 'done'")
+            .await,
+        0
+    );
+    // Charged totals are the pricing component's (VIPs got 5 % off).
+    assert_eq!(
+        app.scalar("select count(*) from orders where total not in (999, 950, 1199, 1140)")
+            .await,
+        0
+    );
+}
+
+async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let token = customer(&app, "gus@example.com", false).await;
+    let order = json_ok(
+        place(
+            &app,
+            &token,
+            &json!({ "lines": [{ "stockId": a, "quantity": 4 }] }),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    // A worker claims the job and dies before settling it.
+    let now = orderhost::clock::Clock::now_ms(&app.clock);
+    let claimed = app.state.queue.claim("doomed", now, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // While its lease runs, nobody else takes the job.
+    assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
+    app.advance(app.state.config.queue_lease_ms + 1);
+    let report = run_once(&app.state, "alive").await.unwrap();
+    assert_eq!((report.claimed, report.confirmed), (1, 1));
+    assert_eq!(
+        get(
+            &app,
+            &token,
+            &format!("/order/{}", order["id"].as_str().unwrap())
+        )
+        .await["status"],
+        "CONFIRMED"
+    );
+    assert_eq!(app.stock(&a).await, (6, 4, 10));
+    // Nothing is left to deliver, and a late redelivery would change nothing.
+    app.advance(app.state.config.queue_lease_ms + 1);
+    assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
+    app.exec("update jobs set status = 'queued'").await;
+    let again = run_once(&app.state, "alive").await.unwrap();
+    assert_eq!((again.claimed, again.confirmed), (1, 0));
+    assert_eq!(app.stock(&a).await, (6, 4, 10), "never reserved twice");
+}
+
+async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.workers = 0;
+        c.queue_max_attempts = 3;
+    })
+    .await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let token = customer(&app, "hal@example.com", false).await;
+    // A real database error on every stock update, raised by the database itself.
+    let (install, remove) = match backend {
+        Backend::Sqlite => (
+            "create trigger injected_fault before update on stock_items begin select raise(abort, 'injected fault'); end;",
+            "drop trigger injected_fault;",
+        ),
+        Backend::Postgres => (
+            "create function injected_fault() returns trigger language plpgsql as $$ begin raise exception 'injected fault'; end $$; \
+             create trigger injected_fault before update on stock_items for each row execute function injected_fault();",
+            "drop trigger injected_fault on stock_items; drop function injected_fault();",
+        ),
+    };
+    app.exec(install).await;
+    let order = json_ok(
+        place(
+            &app,
+            &token,
+            &json!({ "lines": [{ "stockId": a, "quantity": 2 }] }),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    for attempt in 1..=3 {
+        let report = run_once(&app.state, "w").await.unwrap();
+        assert_eq!(report.claimed, 1, "attempt {attempt}");
+        let status = get(&app, &token, &format!("/order/{id}")).await;
+        if attempt < 3 {
+            assert_eq!(report.retried, 1);
+            assert_eq!(status["status"], "PENDING");
+            // Not before its backoff.
+            assert_eq!(run_once(&app.state, "w").await.unwrap().claimed, 0);
+            app.advance(60_000);
+        } else {
+            assert_eq!(report.failed, 1);
+            assert_eq!(
+                (status["status"].as_str(), status["reason"].as_str()),
+                (Some("FAILED"), Some("RETRIES_EXHAUSTED"))
+            );
+        }
+    }
+    assert_eq!(
+        app.scalar("select count(*) from jobs where status = 'dead'")
+            .await,
+        1
+    );
+    assert_eq!(app.stock(&a).await, (10, 0, 10), "holds no stock");
+    // Once the database is healthy, orders go through again.
+    app.exec(remove).await;
+    let next = json_ok(
+        place(
+            &app,
+            &token,
+            &json!({ "lines": [{ "stockId": a, "quantity": 2 }] }),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    run_once(&app.state, "w").await.unwrap();
+    assert_eq!(
+        get(
+            &app,
+            &token,
+            &format!("/order/{}", next["id"].as_str().unwrap())
+        )
+        .await["status"],
+        "CONFIRMED"
+    );
+}
