@@ -9,5 +9,6 @@ mod catalog;
 mod cli;
 mod health_docs;
 mod http_edge;
+mod orders;
 mod policy;
 mod users;

@@ -24,6 +24,8 @@ use crate::app::AppState;
         (name = "users", description = "Tenant user administration"),
         (name = "tenants", description = "Platform tenants (operators)"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "catalog", description = "Products, stock and the public showcase"),
+        (name = "orders", description = "Placing, following and cancelling orders"),
         (name = "policy", description = "The WebAssembly policy runtime (operators, tenant admins)"),
     )
 )]

@@ -3,7 +3,7 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
@@ -110,6 +110,36 @@ pub async fn resolve(store: &Store, slug: Option<&str>) -> Result<String, ApiErr
                 .await?
                 .map(|t| t.id)
                 .ok_or_else(|| not_found(&slug))
+        }
+    }
+}
+
+/// Which tenant an admin request is about.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantQuery {
+    /// Tenant slug; operators only (admins always act on their own tenant).
+    pub tenant: Option<String>,
+}
+
+/// The tenant an admin action applies to: an admin's own; an operator's choice. An
+/// admin naming another tenant gets 404, exactly as for a missing one, so tenant slugs do
+/// not leak through the admin API.
+pub async fn admin_scope(
+    store: &Store,
+    actor: &AuthUser,
+    tenant: Option<&str>,
+) -> Result<String, ApiError> {
+    actor.require_admin()?;
+    match tenant.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(actor.tenant_id.clone()),
+        Some(slug) => {
+            let id = resolve(store, Some(slug)).await?;
+            if actor.role == crate::auth::Role::Operator || id == actor.tenant_id {
+                Ok(id)
+            } else {
+                Err(not_found(slug))
+            }
         }
     }
 }

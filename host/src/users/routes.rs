@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::StatusCode};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Email, UserRow, UserView};
@@ -26,14 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(demote_vip))
 }
 
-/// Which tenant an admin request is about.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TenantQuery {
-    /// Tenant slug; operators only (admins always act on their own tenant).
-    pub tenant: Option<String>,
-}
-
 /// Body of `PATCH /users/{email}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -47,28 +39,6 @@ pub struct UpdateUser {
 fn user_not_found(email: &str) -> ApiError {
     ApiError::not_found("USER_NOT_FOUND", "no such user in this tenant")
         .with_details(serde_json::json!({ "email": email }))
-}
-
-/// The tenant an admin action applies to: an admin's own; an operator's choice.
-/// An admin naming another tenant gets 404, exactly as for a missing one.
-async fn scope(
-    state: &AppState,
-    actor: &AuthUser,
-    tenant: Option<&str>,
-) -> Result<String, ApiError> {
-    actor.require_admin()?;
-    match (actor.role, tenant.map(str::trim).filter(|s| !s.is_empty())) {
-        (_, None) => Ok(actor.tenant_id.clone()),
-        (Role::Operator, Some(slug)) => tenants::resolve(&state.store, Some(slug)).await,
-        (_, Some(slug)) => {
-            let id = tenants::resolve(&state.store, Some(slug)).await?;
-            if id == actor.tenant_id {
-                Ok(id)
-            } else {
-                Err(tenants::not_found(slug))
-            }
-        }
-    }
 }
 
 /// Loads the target user of an admin action, enforcing that admins do not manage operators.
@@ -108,15 +78,15 @@ async fn apply(
 }
 
 /// List a tenant's users (admin of the tenant, or operator).
-#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery, TenantQuery),
+#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery, tenants::TenantQuery),
     responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorEnvelope)))]
 async fn list_users(
     State(state): State<AppState>,
     actor: AuthUser,
     Query(page): Query<PageQuery>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
-    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let (rows, total) = super::list(&state.store, &tenant_id, page.limit(), page.offset()).await?;
     Ok(Json(Page::new(
         page,
@@ -126,31 +96,31 @@ async fn list_users(
 }
 
 /// Get a user by email (admin of the tenant, or operator).
-#[utoipa::path(get, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+#[utoipa::path(get, path = "/users/{email}", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 async fn get_user(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(email): Path<String>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &actor, &tenant_id, &email).await?;
     Ok(Json(user.into()))
 }
 
 /// Change a user's role or VIP flag (admin of the tenant, or operator).
-#[utoipa::path(patch, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+#[utoipa::path(patch, path = "/users/{email}", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     request_body = UpdateUser,
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn update_user(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(email): Path<String>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &actor, &tenant_id, &email).await?;
     let role = body.role.unwrap_or(user.role());
     if role == Role::Operator && actor.role != Role::Operator {
@@ -165,15 +135,15 @@ async fn update_user(
 }
 
 /// Delete a user and its sessions (admin of the tenant, or operator).
-#[utoipa::path(delete, path = "/users/{email}", tag = "users", params(("email" = String, Path), TenantQuery),
+#[utoipa::path(delete, path = "/users/{email}", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_user(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(email): Path<String>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &actor, &tenant_id, &email).await?;
     if user.id == actor.user_id {
         return Err(ApiError::new(
@@ -190,25 +160,25 @@ async fn delete_user(
 }
 
 /// Make a user a VIP: its orders are processed before regular ones.
-#[utoipa::path(post, path = "/users/{email}/promote-vip", tag = "users", params(("email" = String, Path), TenantQuery),
+#[utoipa::path(post, path = "/users/{email}/promote-vip", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn promote_vip(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(email): Path<String>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
     set_vip(state, actor, email, tenant, true).await
 }
 
 /// Make a VIP a regular customer again.
-#[utoipa::path(post, path = "/users/{email}/demote-vip", tag = "users", params(("email" = String, Path), TenantQuery),
+#[utoipa::path(post, path = "/users/{email}/demote-vip", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn demote_vip(
     State(state): State<AppState>,
     actor: AuthUser,
     Path(email): Path<String>,
-    Query(tenant): Query<TenantQuery>,
+    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
     set_vip(state, actor, email, tenant, false).await
 }
@@ -217,10 +187,10 @@ async fn set_vip(
     state: AppState,
     actor: AuthUser,
     email: String,
-    tenant: TenantQuery,
+    tenant: tenants::TenantQuery,
     vip: bool,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = scope(&state, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &actor, &tenant_id, &email).await?;
     let view = apply(&state, &tenant_id, &user, user.role(), vip).await?;
     tracing::info!(target_user = %view.id, vip, "vip flag changed");

@@ -1,0 +1,475 @@
+//! Order load generator: a real orderhost on 127.0.0.1 (started in this process, on its
+//! own runtime threads), driven over HTTP like any client.
+//!
+//! It registers users (10 % promoted to VIP through the admin API), seeds a catalog
+//! through the admin API (one hot SKU with less stock than demand, plus normal SKUs),
+//! fires `LOADGEN_ORDERS` orders with `LOADGEN_CONCURRENCY` in flight, waits until every
+//! order is final, checks the invariants, and prints the figures.
+//!
+//! ```sh
+//! cargo bench -p orderhost --bench orders                       # embedded SQLite
+//! DATABASE_URL=postgres://orderhost:orderhost@127.0.0.1/orderhost \
+//!     cargo bench -p orderhost --bench orders                   # a fresh database on that server
+//! ```
+//!
+//! Knobs (env): LOADGEN_ORDERS (5000), LOADGEN_CONCURRENCY (64), LOADGEN_USERS (100),
+//! LOADGEN_WORKERS (2), LOADGEN_BATCH (256), LOADGEN_TIMEOUT_SECS (300).
+//! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use orderhost::{
+    App, Config, auth::Role, config::StoreConfig, store::Store, users::Email, with_pool,
+};
+use serde_json::{Value, json};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+const PASSWORD: &str = "load-generator-password";
+
+struct Database {
+    url: String,
+    drop: Option<(String, String)>,
+    _dir: Option<std::path::PathBuf>,
+}
+
+/// A fresh database: a new one on the PostgreSQL server of DATABASE_URL, or a temp SQLite file.
+async fn fresh_database() -> Database {
+    match std::env::var("DATABASE_URL") {
+        Ok(server) if server.starts_with("postgres") => {
+            use sqlx::{Connection as _, Executor as _};
+            let name = format!("orderhost_bench_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&server)
+                .await
+                .expect("PostgreSQL answers");
+            conn.execute(format!("drop database if exists {name} with (force)").as_str())
+                .await
+                .expect("drop");
+            conn.execute(format!("create database {name}").as_str())
+                .await
+                .expect("create database");
+            let mut url = url::Url::parse(&server).expect("DATABASE_URL");
+            url.set_path(&name);
+            Database {
+                url: url.to_string(),
+                drop: Some((server, name)),
+                _dir: None,
+            }
+        }
+        _ => {
+            let dir =
+                std::env::temp_dir().join(format!("orderhost-loadgen-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            Database {
+                url: format!("sqlite://{}", dir.join("orderhost.db").display()),
+                drop: None,
+                _dir: Some(dir),
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let orders = env_num("LOADGEN_ORDERS", 5_000) as usize;
+    let concurrency = env_num("LOADGEN_CONCURRENCY", 64) as usize;
+    let users = env_num("LOADGEN_USERS", 100) as usize;
+    let workers = env_num("LOADGEN_WORKERS", 2) as u32;
+    let batch = env_num("LOADGEN_BATCH", 256) as u32;
+    let timeout = Duration::from_secs(env_num("LOADGEN_TIMEOUT_SECS", 300));
+    let hot_stock = (orders / 6) as i64; // the hot SKU is in about a third of the orders
+
+    // The server gets its own runtime (2 threads) so the client cannot starve it of a
+    // scheduler, and vice versa; they still share the machine's cores, as in production
+    // on one box.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let database = server_rt.block_on(fresh_database());
+    let config = Config {
+        store: StoreConfig {
+            database_url: database.url.clone(),
+            db_max_connections: 32,
+        },
+        bind: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        queue_batch: batch,
+        policies_dir: std::env::temp_dir().join("orderhost-loadgen-no-policies"),
+        login_ip_max_failures: 1_000_000,
+        ..Config::default()
+    };
+    let app = server_rt
+        .block_on(App::build(config))
+        .expect("orderhost starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let backend = store.backend();
+    server_rt.block_on(async {
+        let hash = orderhost::auth::password::hash(PASSWORD.into())
+            .await
+            .unwrap();
+        orderhost::users::create(
+            &store,
+            orderhost::store::DEFAULT_TENANT_ID,
+            &Email::parse("admin@load.test").unwrap(),
+            &hash,
+            Role::Admin,
+            0,
+        )
+        .await
+        .unwrap();
+    });
+    server_rt.spawn(app.run_until_stopped(std::future::pending()));
+
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = client_rt.block_on(drive(
+        base,
+        store.clone(),
+        orders,
+        concurrency,
+        users,
+        hot_stock,
+        timeout,
+    ));
+    println!(
+        "orderhost load ({backend}, {workers} workers, batch {batch}, {concurrency} in flight, all three hooks)"
+    );
+    println!("{report}");
+    if let Some((server, name)) = database.drop {
+        server_rt.block_on(async {
+            use sqlx::{Connection as _, Executor as _};
+            store.close().await;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                let _ = conn
+                    .execute(format!("drop database if exists {name} with (force)").as_str())
+                    .await;
+            }
+        });
+    }
+}
+
+struct Placed {
+    id: String,
+    vip: bool,
+    hot: bool,
+}
+
+async fn drive(
+    base: String,
+    store: Store,
+    orders: usize,
+    concurrency: usize,
+    users: usize,
+    hot_stock: i64,
+    timeout: Duration,
+) -> String {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let login = |email: String| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let r: Value = client
+                .post(format!("{base}/auth/login"))
+                .json(&json!({ "email": email, "password": PASSWORD }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["accessToken"].as_str().expect("login").to_owned()
+        }
+    };
+    let admin = login("admin@load.test".into()).await;
+
+    // Catalog through the admin API: the hot SKU and 50 normal ones.
+    let mut stock_ids = Vec::new();
+    for i in 0..=50 {
+        let (sku, stock) = if i == 0 {
+            ("HOT".to_owned(), hot_stock)
+        } else {
+            (format!("SKU-{i:03}"), 1_000_000)
+        };
+        let product: Value = client
+            .post(format!("{base}/products"))
+            .bearer_auth(&admin)
+            .json(&json!({ "sku": sku, "name": sku, "unitPrice": 500 + i * 25, "currency": "EUR", "initialStock": stock }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stock_ids.push(
+            product["stockId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("product created: {product}"))
+                .to_owned(),
+        );
+    }
+
+    // Customers: register, 10 % VIP, sign in.
+    let mut tokens = Vec::with_capacity(users);
+    for u in 0..users {
+        let email = format!("customer{u}@load.test");
+        let r = client
+            .post(format!("{base}/auth/register"))
+            .json(&json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "register {}", r.status());
+        let vip = u % 10 == 0;
+        if vip {
+            let r = client
+                .post(format!("{base}/users/{email}/promote-vip"))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success());
+        }
+        tokens.push((login(email).await, vip));
+    }
+
+    // Fire.
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, base, next, tokens, stock_ids) = (
+                client.clone(),
+                base.clone(),
+                next.clone(),
+                tokens.clone(),
+                stock_ids.clone(),
+            );
+            tokio::spawn(async move {
+                let mut placed = Vec::new();
+                let mut latencies = Vec::new();
+                let mut rejected = 0usize;
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= orders || Instant::now() > deadline {
+                        break;
+                    }
+                    let (token, vip) = &tokens[n % tokens.len()];
+                    let hot = n % 3 == 0;
+                    let mut lines =
+                        vec![json!({ "stockId": stock_ids[1 + n % 50], "quantity": 1 + (n % 3) })];
+                    if hot {
+                        lines.push(json!({ "stockId": stock_ids[0], "quantity": 1 }));
+                    }
+                    let t = Instant::now();
+                    let response = client
+                        .post(format!("{base}/order"))
+                        .bearer_auth(token)
+                        .json(&json!({ "lines": lines }))
+                        .send()
+                        .await;
+                    let elapsed = t.elapsed();
+                    match response {
+                        Ok(r) if r.status().as_u16() == 202 => {
+                            latencies.push(elapsed);
+                            let body: Value = r.json().await.unwrap();
+                            placed.push(Placed {
+                                id: body["id"].as_str().unwrap().to_owned(),
+                                vip: *vip,
+                                hot,
+                            });
+                        }
+                        Ok(r) => {
+                            rejected += 1;
+                            if rejected < 5 {
+                                eprintln!(
+                                    "rejected: {} {}",
+                                    r.status(),
+                                    r.text().await.unwrap_or_default()
+                                );
+                            }
+                        }
+                        Err(e) => {
+                            rejected += 1;
+                            eprintln!("request failed: {e}");
+                        }
+                    }
+                }
+                (placed, latencies, rejected)
+            })
+        })
+        .collect();
+    let mut placed = Vec::new();
+    let mut latencies = Vec::new();
+    let mut rejected = 0;
+    for task in tasks {
+        let (p, l, r) = task.await.unwrap();
+        placed.extend(p);
+        latencies.extend(l);
+        rejected += r;
+    }
+    let accept_secs = started.elapsed().as_secs_f64();
+
+    // Wait until every order is final.
+    loop {
+        let pending: i64 = with_pool!(&store, pool => sqlx::query_scalar("select count(*) from orders where status = 'PENDING'").fetch_one(pool).await).unwrap();
+        if pending == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let final_secs = started.elapsed().as_secs_f64();
+
+    // Figures and invariants, from the database.
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        id: String,
+        status: String,
+        reason: Option<String>,
+        created_at: i64,
+        final_at: Option<i64>,
+    }
+    let rows: Vec<Row> = with_pool!(&store, pool => sqlx::query_as::<_, Row>("select id, status, reason, created_at, final_at from orders").fetch_all(pool).await).unwrap();
+    let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &rows {
+        *counts
+            .entry(format!(
+                "{}{}",
+                r.status,
+                r.reason
+                    .as_deref()
+                    .map(|x| format!(" {x}"))
+                    .unwrap_or_default()
+            ))
+            .or_default() += 1;
+    }
+    let mut vip_ttc = Vec::new();
+    let mut regular_ttc = Vec::new();
+    let mut hot_demand = 0i64;
+    for p in &placed {
+        hot_demand += i64::from(p.hot);
+        if let Some(r) = by_id.get(p.id.as_str())
+            && r.status == "CONFIRMED"
+            && let Some(f) = r.final_at
+        {
+            let ttc = Duration::from_millis(u64::try_from(f - r.created_at).unwrap_or(0));
+            if p.vip {
+                vip_ttc.push(ttc)
+            } else {
+                regular_ttc.push(ttc)
+            }
+        }
+    }
+    vip_ttc.sort();
+    regular_ttc.sort();
+    latencies.sort();
+    let stock: Vec<(String, i64, i64, i64)> =
+        with_pool!(&store, pool => sqlx::query_as::<_, (String, i64, i64, i64)>(
+        "select id, available, reserved, received from stock_items").fetch_all(pool).await)
+        .unwrap();
+    let confirmed_by_stock: Vec<(String, i64)> = with_pool!(&store, pool => sqlx::query_as::<_, (String, i64)>(
+        "select l.stock_id, cast(sum(l.quantity) as bigint) from order_lines l join orders o on o.id = l.order_id \
+         where o.status = 'CONFIRMED' group by l.stock_id").fetch_all(pool).await).unwrap();
+    let double: i64 = with_pool!(&store, pool => sqlx::query_scalar(
+        "select count(*) from (select order_id from order_events where status = 'CONFIRMED' group by order_id having count(*) > 1) t")
+        .fetch_one(pool).await).unwrap();
+    let mut violations = Vec::new();
+    for (id, available, reserved, received) in &stock {
+        if *available < 0 || *reserved < 0 {
+            violations.push(format!("stock {id} negative"));
+        }
+        let confirmed = confirmed_by_stock
+            .iter()
+            .find(|(s, _)| s == id)
+            .map_or(0, |(_, q)| *q);
+        if confirmed > *received || confirmed != *reserved {
+            violations.push(format!(
+                "stock {id}: confirmed {confirmed}, reserved {reserved}, received {received}"
+            ));
+        }
+    }
+    let pending = rows.iter().filter(|r| r.status == "PENDING").count();
+    if pending > 0 {
+        violations.push(format!("{pending} orders still PENDING"));
+    }
+    if double > 0 {
+        violations.push(format!("{double} orders confirmed twice"));
+    }
+    let hot_confirmed = confirmed_by_stock
+        .iter()
+        .find(|(s, _)| *s == stock_ids[0])
+        .map_or(0, |(_, q)| *q);
+    if hot_confirmed != hot_stock.min(hot_demand) {
+        violations.push(format!(
+            "hot SKU: {hot_confirmed} confirmed of {} servable: orders lost to contention",
+            hot_stock.min(hot_demand)
+        ));
+    }
+    let contention_failures = rows
+        .iter()
+        .filter(|r| r.status == "FAILED" && r.reason.as_deref() != Some("OUT_OF_STOCK"))
+        .count();
+    if contention_failures > 0 {
+        violations.push(format!(
+            "{contention_failures} orders failed for reasons other than stock"
+        ));
+    }
+    let vip_p50 = percentile(&vip_ttc, 0.5);
+    let regular_p50 = percentile(&regular_ttc, 0.5);
+    if !vip_ttc.is_empty() && !regular_ttc.is_empty() && vip_p50 > regular_p50 {
+        violations.push("VIP time-to-confirm p50 above regular".into());
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort();
+    format!(
+        "  orders accepted        {} of {orders} ({rejected} refused)\n\
+         \x20 accepted orders/s      {:.0}\n\
+         \x20 POST /order p50 / p99  {:.2} ms / {:.2} ms\n\
+         \x20 final orders/s (e2e)   {:.0}\n\
+         \x20 final states           {}\n\
+         \x20 hot SKU                stock {hot_stock}, demand {hot_demand}, confirmed {hot_confirmed}\n\
+         \x20 time to confirm p50    VIP {:.1} ms, regular {:.1} ms\n\
+         \x20 invariants             {}",
+        placed.len(),
+        placed.len() as f64 / accept_secs,
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        rows.len() as f64 / final_secs,
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        vip_p50.as_secs_f64() * 1e3,
+        regular_p50.as_secs_f64() * 1e3,
+        if violations.is_empty() {
+            "all hold".to_owned()
+        } else {
+            format!("VIOLATED: {}", violations.join("; "))
+        },
+    )
+}
