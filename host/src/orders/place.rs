@@ -188,8 +188,7 @@ struct CustomerRow {
 
 async fn load_customer(store: &Store, actor: &AuthUser) -> Result<CustomerRow, ApiError> {
     let row = with_pool!(store, pool => sqlx::query_as::<_, CustomerRow>(
-        "select t.slug as tenant_slug, u.vip, u.created_at, \
-           (select count(*) from orders o where o.tenant_id = u.tenant_id and o.user_id = u.id) as order_count \
+        "select t.slug as tenant_slug, u.vip, u.created_at, u.order_count \
          from users u join tenants t on t.id = u.tenant_id where u.id = $1 and u.tenant_id = $2",
     )
     .bind(&actor.user_id)
@@ -422,6 +421,10 @@ async fn insert_order(
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("update users set order_count = order_count + 1 where id = $1")
+            .bind(&order.user_id)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
              values ($1, $2, 'PENDING', null, $3, $3)",

@@ -67,12 +67,6 @@ macro_rules! record_event {
     };
 }
 
-#[derive(sqlx::FromRow)]
-struct LineToReserve {
-    stock_id: String,
-    quantity: i64,
-}
-
 /// Claims one batch and settles it. Returns what it did.
 pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx::Error> {
     let config = state.config.queue();
@@ -125,113 +119,223 @@ fn tally(report: &mut PassReport, outcomes: &[Settled]) {
     }
 }
 
-/// Settles `jobs` in one transaction, in order.
+/// Most ids in one `in (…)` list or rows in one multi-row insert.
+const CHUNK: usize = 500;
+
+#[derive(sqlx::FromRow)]
+struct BatchLine {
+    order_id: String,
+    stock_id: String,
+    quantity: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct StockState {
+    id: String,
+    available: i64,
+    active: bool,
+}
+
+/// Settles `jobs` in one transaction, deciding strictly in claim order.
+///
+/// Set-based, so the statement count grows with the number of distinct stock rows rather
+/// than with the number of orders: read which orders still wait (locking them against a
+/// concurrent cancel on PostgreSQL), their lines, and the stock rows they touch (locked in
+/// id order); decide in memory who gets stock; then write one guarded update per stock
+/// row, the status changes, the movements, the events and the job rows in a few
+/// multi-row statements. The guard `available >= total` still backs the decision: if it
+/// ever refuses, the transaction fails and the jobs are retried.
 async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
     let now = state.clock.now_ms();
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
-        let mut all_lines = Vec::with_capacity(jobs.len());
-        let mut stock_ids = BTreeSet::new();
-        for job in jobs {
-            let lines = sqlx::query_as::<_, LineToReserve>(
-                "select stock_id, quantity from order_lines where order_id = $1 order by line_no",
-            )
-            .bind(&job.order_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            stock_ids.extend(lines.iter().map(|l| l.stock_id.clone()));
-            all_lines.push(lines);
-        }
-        let lock = pool.for_update();
-        if !lock.is_empty() {
-            // Lock every stock row of the batch in one order: no deadlock between batches.
-            for id in &stock_ids {
-                sqlx::query(&format!("select id from stock_items where id = $1 {lock}"))
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+        let mut pending = std::collections::HashSet::new();
+        let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
+        for chunk in jobs.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new("select id from orders where status = 'PENDING' and id in (");
+            let mut ids = q.separated(", ");
+            for job in chunk {
+                ids.push_bind(job.order_id.as_str());
+            }
+            q.push(") ").push(pool.for_update());
+            pending.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+
+            let mut q = sqlx::QueryBuilder::new(
+                "select order_id, stock_id, quantity from order_lines where order_id in (",
+            );
+            let mut ids = q.separated(", ");
+            for job in chunk {
+                ids.push_bind(job.order_id.as_str());
+            }
+            q.push(") order by order_id, line_no");
+            for line in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
+                lines.entry(line.order_id).or_default().push((line.stock_id, line.quantity));
             }
         }
+        let stock_ids: BTreeSet<&str> = lines.values().flatten().map(|(s, _)| s.as_str()).collect();
+        let mut stock: std::collections::HashMap<String, StockState> = Default::default();
+        let stock_list: Vec<&str> = stock_ids.into_iter().collect();
+        for chunk in stock_list.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "select s.id, s.available, p.active from stock_items s join products p on p.id = s.product_id where s.id in (",
+            );
+            let mut ids = q.separated(", ");
+            for id in chunk {
+                ids.push_bind(*id);
+            }
+            // PostgreSQL: lock the stock rows (not the products) in id order, so concurrent
+            // batches queue instead of deadlocking.
+            q.push(") order by s.id ").push(pool.for_update_of("s"));
+            for row in q.build_query_as::<StockState>().fetch_all(&mut *tx).await? {
+                stock.insert(row.id.clone(), row);
+            }
+        }
+
+        // Decide, in claim order (highest priority first, FIFO within a priority).
         let mut outcomes = Vec::with_capacity(jobs.len());
-        for (job, lines) in jobs.iter().zip(&all_lines) {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-            let flipped = sqlx::query(
-                "update orders set status = 'CONFIRMED', updated_at = $1, final_at = $1 \
-                 where id = $2 and status = 'PENDING'",
-            )
-            .bind(now)
-            .bind(&job.order_id)
-            .execute(&mut *savepoint)
-            .await?
-            .rows_affected();
-            let mut outcome = if flipped == 1 { Settled::Confirmed } else { Settled::Skipped };
-            if outcome == Settled::Confirmed {
-                for line in lines {
-                    let reserved = sqlx::query(
-                        "update stock_items set available = available - $1, reserved = reserved + $1, \
-                         version = version + 1, updated_at = $2 \
-                         where id = $3 and available >= $1 \
-                         and exists (select 1 from products p where p.id = stock_items.product_id and p.active)",
-                    )
-                    .bind(line.quantity)
-                    .bind(now)
-                    .bind(&line.stock_id)
-                    .execute(&mut *savepoint)
-                    .await?
-                    .rows_affected();
-                    if reserved == 0 {
-                        let active: Option<bool> = sqlx::query_scalar(
-                            "select p.active from stock_items s join products p on p.id = s.product_id where s.id = $1",
-                        )
-                        .bind(&line.stock_id)
-                        .fetch_optional(&mut *savepoint)
-                        .await?;
-                        outcome = Settled::Failed(
-                            if active == Some(true) { "OUT_OF_STOCK" } else { "PRODUCT_INACTIVE" }.to_owned(),
-                        );
+        let mut totals: std::collections::BTreeMap<String, i64> = Default::default();
+        for job in jobs {
+            if !pending.contains(&job.order_id) {
+                outcomes.push(Settled::Skipped);
+                continue;
+            }
+            let mut need: std::collections::BTreeMap<&str, i64> = Default::default();
+            for (stock_id, quantity) in lines.get(&job.order_id).map(Vec::as_slice).unwrap_or_default() {
+                *need.entry(stock_id.as_str()).or_default() += quantity;
+            }
+            let mut outcome = Settled::Confirmed;
+            for (stock_id, quantity) in &need {
+                match stock.get(*stock_id) {
+                    Some(s) if !s.active => {
+                        outcome = Settled::Failed("PRODUCT_INACTIVE".into());
                         break;
                     }
-                    sqlx::query(
-                        "insert into stock_movements (id, tenant_id, stock_id, kind, quantity, reason, order_id, created_at, updated_at) \
-                         values ($1, $2, $3, 'reserve', $4, 'order confirmed', $5, $6, $6)",
-                    )
-                    .bind(uuid::Uuid::now_v7().to_string())
-                    .bind(&job.tenant_id)
-                    .bind(&line.stock_id)
-                    .bind(-line.quantity)
-                    .bind(&job.order_id)
-                    .bind(now)
-                    .execute(&mut *savepoint)
-                    .await?;
+                    Some(s) if s.available >= *quantity => {}
+                    _ => {
+                        outcome = Settled::Failed("OUT_OF_STOCK".into());
+                        break;
+                    }
                 }
             }
-            match &outcome {
-                Settled::Confirmed => {
-                    record_event!(&mut *savepoint, job, OrderStatus::Confirmed, None::<&str>, now)?;
-                    savepoint.commit().await?;
-                }
-                Settled::Failed(reason) => {
-                    // Undo the status flip and any line already reserved, then fail it.
-                    savepoint.rollback().await?;
-                    sqlx::query(
-                        "update orders set status = 'FAILED', reason = $1, updated_at = $2, final_at = $2 \
-                         where id = $3 and status = 'PENDING'",
-                    )
-                    .bind(reason)
-                    .bind(now)
-                    .bind(&job.order_id)
-                    .execute(&mut *tx)
-                    .await?;
-                    record_event!(&mut *tx, job, OrderStatus::Failed, Some(reason.as_str()), now)?;
-                }
-                Settled::Skipped => savepoint.rollback().await?,
+            if need.is_empty() {
+                outcome = Settled::Failed("OUT_OF_STOCK".into());
             }
-            sqlx::query("update jobs set status = 'done', lease_until = null, updated_at = $1 where id = $2")
-                .bind(now)
-                .bind(&job.id)
-                .execute(&mut *tx)
-                .await?;
+            if outcome == Settled::Confirmed {
+                for (stock_id, quantity) in need {
+                    if let Some(s) = stock.get_mut(stock_id) {
+                        s.available -= quantity;
+                    }
+                    *totals.entry(stock_id.to_owned()).or_default() += quantity;
+                }
+            }
             outcomes.push(outcome);
+        }
+
+        // Apply.
+        for (stock_id, total) in &totals {
+            let updated = sqlx::query(
+                "update stock_items set available = available - $1, reserved = reserved + $1, \
+                 version = version + 1, updated_at = $2 where id = $3 and available >= $1",
+            )
+            .bind(*total)
+            .bind(now)
+            .bind(stock_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                return Err(sqlx::Error::Protocol(format!(
+                    "stock {stock_id} changed under the batch's lock; retrying the batch"
+                )));
+            }
+        }
+        let settled: Vec<(&Job, &Settled)> = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o != Settled::Skipped)
+            .collect();
+        let mut by_status: std::collections::BTreeMap<(&str, Option<&str>), Vec<&str>> = Default::default();
+        for (job, outcome) in &settled {
+            let key = match outcome {
+                Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.as_str())),
+                _ => (OrderStatus::Confirmed.as_str(), None),
+            };
+            by_status.entry(key).or_default().push(job.order_id.as_str());
+        }
+        for ((status, reason), ids) in &by_status {
+            for chunk in ids.chunks(CHUNK) {
+                let mut q = sqlx::QueryBuilder::new("update orders set status = ");
+                q.push_bind(*status)
+                    .push(", reason = ")
+                    .push_bind(*reason)
+                    .push(", updated_at = ")
+                    .push_bind(now)
+                    .push(", final_at = ")
+                    .push_bind(now)
+                    .push(" where status = 'PENDING' and id in (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(&mut *tx).await?;
+            }
+        }
+        let movements: Vec<(&Job, &str, i64)> = settled
+            .iter()
+            .filter(|(_, o)| **o == Settled::Confirmed)
+            .flat_map(|(job, _)| {
+                lines
+                    .get(&job.order_id)
+                    .into_iter()
+                    .flatten()
+                    .map(move |(stock_id, quantity)| (*job, stock_id.as_str(), *quantity))
+            })
+            .collect();
+        for chunk in movements.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "insert into stock_movements (id, tenant_id, stock_id, kind, quantity, reason, order_id, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (job, stock_id, quantity)| {
+                row.push_bind(uuid::Uuid::now_v7().to_string())
+                    .push_bind(job.tenant_id.as_str())
+                    .push_bind(*stock_id)
+                    .push_bind("reserve")
+                    .push_bind(-*quantity)
+                    .push_bind("order confirmed")
+                    .push_bind(job.order_id.as_str())
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in settled.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new(
+                "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (job, outcome)| {
+                let (status, reason) = match outcome {
+                    Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.as_str())),
+                    _ => (OrderStatus::Confirmed.as_str(), None),
+                };
+                row.push_bind(job.order_id.as_str())
+                    .push_bind(job.tenant_id.as_str())
+                    .push_bind(status)
+                    .push_bind(reason)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        for chunk in jobs.chunks(CHUNK) {
+            let mut q = sqlx::QueryBuilder::new("update jobs set status = 'done', lease_until = null, updated_at = ");
+            q.push_bind(now).push(" where id in (");
+            let mut ids = q.separated(", ");
+            for job in chunk {
+                ids.push_bind(job.id.as_str());
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(outcomes)

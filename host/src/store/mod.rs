@@ -164,6 +164,10 @@ pub trait WritePool {
     /// `for update` on PostgreSQL; nothing on SQLite, whose writer already excludes others.
     fn for_update(&self) -> &'static str;
 
+    /// Row-lock clause for a join that locks only the rows of `alias`: `for update of
+    /// alias` on PostgreSQL; nothing on SQLite.
+    fn for_update_of(&self, alias: &str) -> String;
+
     /// Row-lock clause for claiming queue rows: `for update skip locked` on PostgreSQL, so
     /// concurrent claimers take different rows; nothing on SQLite (one writer at a time).
     fn skip_locked(&self) -> &'static str;
@@ -183,6 +187,10 @@ impl WritePool for SqlitePool {
         ""
     }
 
+    fn for_update_of(&self, _alias: &str) -> String {
+        String::new()
+    }
+
     fn skip_locked(&self) -> &'static str {
         ""
     }
@@ -200,6 +208,10 @@ impl WritePool for PgPool {
 
     fn for_update(&self) -> &'static str {
         "for update"
+    }
+
+    fn for_update_of(&self, alias: &str) -> String {
+        format!("for update of {alias}")
     }
 
     fn skip_locked(&self) -> &'static str {
