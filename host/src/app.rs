@@ -37,6 +37,8 @@ pub struct AppState {
     pub policy: Arc<PolicyRuntime>,
     /// Where workers get jobs.
     pub queue: Arc<dyn JobQueue>,
+    /// Writes accepted orders in groups.
+    pub order_writer: crate::orders::writer::OrderWriter,
     /// Wakes this process's workers when an order is accepted.
     pub work: Arc<Notify>,
     /// Wakes event streams when an order changes in this process.
@@ -146,6 +148,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         queue,
         work: Arc::new(Notify::new()),
         order_events: Arc::new(Notify::new()),
+        order_writer: crate::orders::writer::OrderWriter::start(store.clone()),
         store,
         auth: AuthState::from_config(&config),
         config: Arc::new(config),

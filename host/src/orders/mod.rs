@@ -8,6 +8,7 @@
 mod place;
 pub mod process;
 mod routes;
+pub mod writer;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -27,7 +27,7 @@ use crate::{
         EvalMode, Evaluation,
         types::{Customer, OrderContext, OrderLine, Quote, Violation},
     },
-    store::{Store, WritePool as _},
+    store::Store,
     with_pool,
 };
 
@@ -382,85 +382,17 @@ async fn insert_order(
     let view = OrderView::from_rows(order.clone(), lines.clone());
     let body = serde_json::to_string(&view).map_err(ApiError::internal)?;
     let max_attempts = i32::try_from(state.config.queue().max_attempts).unwrap_or(5);
-    with_pool!(&state.store, pool => {
-        let mut tx = pool.begin_write().await?;
-        sqlx::query(
-            "insert into orders (id, tenant_id, user_id, status, reason, priority, total, currency, \
-             expected_total, quote, context, components, created_at, updated_at) \
-             values ($1, $2, $3, $4, null, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-        )
-        .bind(&order.id)
-        .bind(&order.tenant_id)
-        .bind(&order.user_id)
-        .bind(&order.status)
-        .bind(order.priority)
-        .bind(order.total)
-        .bind(&order.currency)
-        .bind(order.expected_total)
-        .bind(&order.quote)
-        .bind(&context_json)
-        .bind(&order.components)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for line in &lines {
-            sqlx::query(
-                "insert into order_lines (order_id, line_no, tenant_id, product_id, stock_id, sku, quantity, \
-                 unit_price, subtotal, created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-            )
-            .bind(&order.id)
-            .bind(line.line_no)
-            .bind(&order.tenant_id)
-            .bind(&line.product_id)
-            .bind(&line.stock_id)
-            .bind(&line.sku)
-            .bind(line.quantity)
-            .bind(line.unit_price)
-            .bind(line.subtotal)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query("update users set order_count = order_count + 1 where id = $1")
-            .bind(&order.user_id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
-             values ($1, $2, 'PENDING', null, $3, $3)",
-        )
-        .bind(&order.id)
-        .bind(&order.tenant_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
-             created_at, updated_at) values ($1, $2, $3, $4, 'queued', 0, $5, $6, $6, $6)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(&order.tenant_id)
-        .bind(&order.id)
-        .bind(order.priority)
-        .bind(max_attempts)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some((key, _)) = idempotency {
-            sqlx::query(
-                "update idempotency_keys set state = 'done', response_status = 202, response_body = $1, updated_at = $2 \
-                 where tenant_id = $3 and user_id = $4 and key = $5",
-            )
-            .bind(&body)
-            .bind(now)
-            .bind(&actor.tenant_id)
-            .bind(&actor.user_id)
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-    });
+    state
+        .order_writer
+        .write(super::writer::NewOrder {
+            order,
+            context: context_json,
+            lines,
+            max_attempts,
+            idempotency: idempotency.map(|(key, _)| (key.to_owned(), body)),
+        })
+        .await
+        .map_err(ApiError::unavailable)?;
     state.work.notify_waiters();
     metrics::counter!("orderhost_orders_accepted_total").increment(1);
     Ok(view)
