@@ -28,6 +28,7 @@ async fn health_reports_every_dependency(backend: Backend) {
         Backend::Sqlite => assert!(health["checks"].get("redis").is_none()),
     }
     assert_eq!(health["policy"]["generation"], 1);
+    assert_eq!(health["queueDepth"], 0);
     assert!(
         health["policy"]["components"].as_u64().unwrap() >= 4,
         "{health}"

@@ -733,3 +733,83 @@ async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backen
         "CONFIRMED"
     );
 }
+
+/// `orderhost worker` processes share one PostgreSQL database with the API process and
+/// with each other: every order is settled once, then SIGTERM stops them cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separate_worker_processes_share_one_database() {
+    let app = spawn_app_with(Backend::Postgres, |c| c.workers = 0).await;
+    let (_, hot) = app.seed_product(None, "HOT", 100, 30).await;
+    let token = customer(&app, "ivy@example.com", false).await;
+    let database_url = match &app.state.store {
+        orderhost::store::Store::Postgres(pool) => {
+            let mut url = url::Url::parse(&crate::helpers::postgres_server_url()).unwrap();
+            url.set_path(pool.connect_options().get_database().unwrap_or_default());
+            url.to_string()
+        }
+        orderhost::store::Store::Sqlite(_) => unreachable!("a PostgreSQL app"),
+    };
+    let spawn_worker = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_orderhost-under-test"))
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .env("ORDERHOST_WORKERS", "2")
+            .env("ORDERHOST_LOG_DIR", "")
+            .env("ORDERHOST_POLICIES_DIR", "/nonexistent-policies")
+            .arg("worker")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let workers = [spawn_worker(), spawn_worker()];
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let order = json_ok(
+            place(
+                &app,
+                &token,
+                &json!({ "lines": [{ "stockId": hot, "quantity": 1 }] }),
+            )
+            .await,
+            StatusCode::ACCEPTED,
+        )
+        .await;
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while app
+        .scalar("select count(*) from orders where status = 'PENDING'")
+        .await
+        > 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker processes did not settle the orders"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.scalar("select count(*) from orders where status = 'CONFIRMED'")
+            .await,
+        30
+    );
+    assert_eq!(
+        app.scalar("select count(*) from orders where reason = 'OUT_OF_STOCK'")
+            .await,
+        10
+    );
+    assert_eq!(app.stock(&hot).await, (0, 30, 30));
+    for mut worker in workers {
+        let pid = worker.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = worker.wait().unwrap();
+        assert!(status.success(), "worker {pid} exited with {status}");
+    }
+}

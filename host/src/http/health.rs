@@ -32,6 +32,8 @@ pub struct HealthReport {
     pub checks: BTreeMap<&'static str, Check>,
     /// The policy runtime.
     pub policy: PolicyHealth,
+    /// Jobs waiting or being processed (`null` when the queue cannot be read).
+    pub queue_depth: Option<i64>,
 }
 
 /// State of the policy runtime.
@@ -114,6 +116,7 @@ async fn report(state: &AppState) -> HealthReport {
         version: env!("CARGO_PKG_VERSION"),
         database_backend: state.store.backend(),
         checks,
+        queue_depth: state.queue.depth().await.ok(),
         policy: PolicyHealth {
             generation: state.policy.snapshot().generation,
             components: state.policy.registry().all().len(),
