@@ -349,6 +349,24 @@ async fn idempotency_keys_make_retries_safe(backend: Backend) {
     }
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(app.scalar("select count(*) from orders").await, 2);
+    // A key left in flight by a request that died: refused while fresh, taken over once stale.
+    app.exec("update idempotency_keys set state = 'in_flight', response_status = null, response_body = null where key = 'k-1'").await;
+    assert_error(
+        send("k-1", 2).await,
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_IN_FLIGHT",
+    )
+    .await;
+    app.advance(61_000);
+    let retried = json_ok(send("k-1", 2).await, StatusCode::ACCEPTED).await;
+    assert_ne!(
+        retried["id"], first["id"],
+        "taking the key over runs the request again"
+    );
+    assert_eq!(
+        json_ok(send("k-1", 2).await, StatusCode::ACCEPTED).await["id"],
+        retried["id"]
+    );
 }
 
 async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {

@@ -446,9 +446,10 @@ async fn begin_idempotent(
         state: String,
         response_status: Option<i32>,
         response_body: Option<String>,
+        updated_at: i64,
     }
     let stored = with_pool!(&state.store, pool => sqlx::query_as::<_, Stored>(
-        "select request_hash, state, response_status, response_body from idempotency_keys \
+        "select request_hash, state, response_status, response_body, updated_at from idempotency_keys \
          where tenant_id = $1 and user_id = $2 and key = $3",
     )
     .bind(&actor.tenant_id)
@@ -474,13 +475,41 @@ async fn begin_idempotent(
                 .unwrap_or(StatusCode::OK);
             Ok(Idempotency::Replay(stored_response(status, body)))
         }
-        _ => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "IDEMPOTENCY_IN_FLIGHT",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-        )
-        .with_retry_after(1)),
+        ("in_flight", _, _) if stored.updated_at < now - STALE_IN_FLIGHT_MS => {
+            // The request that took the key died before settling it (a crash, a lost
+            // connection to the database): take the key over, once, under a guard.
+            let taken = with_pool!(&state.store, pool => sqlx::query(
+                "update idempotency_keys set updated_at = $1 where tenant_id = $2 and user_id = $3 \
+                 and key = $4 and state = 'in_flight' and updated_at = $5",
+            )
+            .bind(now)
+            .bind(&actor.tenant_id)
+            .bind(&actor.user_id)
+            .bind(&key)
+            .bind(stored.updated_at)
+            .execute(pool)
+            .await?
+            .rows_affected());
+            if taken == 1 {
+                Ok(Idempotency::Proceed(Some((key, hash))))
+            } else {
+                Err(in_flight())
+            }
+        }
+        _ => Err(in_flight()),
     }
+}
+
+/// How long a key may stay in flight before another request with it may take over.
+const STALE_IN_FLIGHT_MS: i64 = 60_000;
+
+fn in_flight() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "IDEMPOTENCY_IN_FLIGHT",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+    .with_retry_after(1)
 }
 
 fn stored_response(status: StatusCode, body: String) -> Response {
