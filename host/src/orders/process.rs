@@ -146,9 +146,11 @@ struct StockState {
 /// multi-row statements. The guard `available >= total` still backs the decision: if it
 /// ever refuses, the transaction fails and the jobs are retried.
 async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
-    let now = state.clock.now_ms();
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
+        // Read the clock once the write lock is ours: `final_at` is when the batch was
+        // actually settled, not when it started waiting for SQLite's single writer.
+        let now = state.clock.now_ms();
         let mut pending = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
         for chunk in jobs.chunks(CHUNK) {
