@@ -125,14 +125,17 @@ pub async fn main() -> anyhow::Result<()> {
     let _guards = crate::observability::init(&cli.log)?;
     match cli.command {
         Command::Serve(config) => {
+            // Installed before start-up: a SIGTERM meanwhile still ends in a clean shutdown.
+            let shutdown = shutdown_signal();
             let app = App::build(*config).await?;
-            app.run_until_stopped(shutdown_signal()).await
+            app.run_until_stopped(shutdown).await
         }
         Command::Worker(config) => {
+            let shutdown = shutdown_signal();
             let count = config.workers.max(1);
             let state = crate::app::build_state(*config, std::sync::Arc::new(SystemClock)).await?;
             let (stop, workers) = crate::orders::process::spawn_workers(&state, count);
-            shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
             for worker in workers {
                 let _ = worker.await;

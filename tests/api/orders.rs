@@ -775,7 +775,7 @@ async fn separate_worker_processes_share_one_database() {
             .env("ORDERHOST_LOG_DIR", "")
             .env("ORDERHOST_POLICIES_DIR", "/nonexistent-policies")
             .arg("worker")
-            .stdout(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -819,6 +819,22 @@ async fn separate_worker_processes_share_one_database() {
     );
     assert_eq!(app.stock(&hot).await, (0, 30, 30));
     for mut worker in workers {
+        // Stop it only once it runs (it may still be starting while the other settled
+        // everything): wait for its start-up log line, bounded in time.
+        let stdout = worker.stdout.take().unwrap();
+        let started = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .any(|line| line.contains("order worker started"))
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !started.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "worker never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(started.join().unwrap());
         let pid = worker.id().to_string();
         assert!(
             std::process::Command::new("kill")
