@@ -2,8 +2,6 @@
 //! catalog's view of it (product, stock item, price, availability). The order path reads
 //! these rows together with the customer in one query (`orders::place`).
 
-use serde::Deserialize;
-
 /// How a client names an order line's item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum LineRef {
@@ -14,7 +12,7 @@ pub enum LineRef {
 }
 
 /// An order line's item as the catalog knows it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CatalogLine {
     /// Product id.
     pub product_id: String,

@@ -5,6 +5,25 @@
 //! line) or `FAILED` (with a reason: `OUT_OF_STOCK`, `PRODUCT_INACTIVE`,
 //! `RETRIES_EXHAUSTED`); `PENDING` or `CONFIRMED` → `CANCELLED` (reserved stock released).
 
+/// Appends a status change to `order_events` (a macro: the executor is a different
+/// concrete type per backend). Single-row: batch settlement and the order writer insert
+/// their events in multi-row statements.
+macro_rules! record_event {
+    ($executor:expr, $order_id:expr, $tenant_id:expr, $status:expr, $reason:expr, $now:expr) => {
+        sqlx::query(
+            "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind($order_id.as_str())
+        .bind($tenant_id.as_str())
+        .bind($status.as_str())
+        .bind($reason)
+        .bind($now)
+        .execute($executor)
+        .await
+    };
+}
+
 mod place;
 pub mod process;
 mod routes;
@@ -59,12 +78,6 @@ impl OrderStatus {
             "CANCELLED" => Some(Self::Cancelled),
             _ => None,
         }
-    }
-
-    /// Whether no further change will happen on its own (a CONFIRMED order may still be
-    /// cancelled, but processing is over).
-    pub fn is_settled(self) -> bool {
-        !matches!(self, Self::Pending)
     }
 }
 

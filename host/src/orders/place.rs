@@ -453,7 +453,15 @@ async fn insert_order(
         })
         .collect();
     let view = OrderView::from_rows(order.clone(), lines.clone());
-    let body = serde_json::to_string(&view).map_err(ApiError::internal)?;
+    // The response is stored only under an idempotency key: no second serialization of
+    // the order on the common path.
+    let idempotency = match idempotency {
+        Some((key, _)) => Some((
+            key.to_owned(),
+            serde_json::to_string(&view).map_err(ApiError::internal)?,
+        )),
+        None => None,
+    };
     let max_attempts = i32::try_from(state.config.queue().max_attempts).unwrap_or(5);
     state
         .order_writer
@@ -462,7 +470,7 @@ async fn insert_order(
             context: context_json,
             lines,
             max_attempts,
-            idempotency: idempotency.map(|(key, _)| (key.to_owned(), body)),
+            idempotency,
         })
         .await
         .map_err(ApiError::unavailable)?;
@@ -641,12 +649,20 @@ async fn place(
 ) -> Result<Response, ApiError> {
     // The key is bound to the request as parsed, so formatting differences between two
     // sends of the same order do not count as a different body.
-    let canonical = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+    // Only requests that carry a key pay for it.
+    let canonical = headers
+        .contains_key(IDEMPOTENCY_HEADER)
+        .then(|| serde_json::to_vec(&request))
+        .transpose()
+        .map_err(ApiError::internal)?;
     // Parse first: a malformed body never takes an idempotency key.
     let parsed = parse(request)?;
-    let key = match begin_idempotent(&state, &actor, &headers, &canonical).await? {
-        Idempotency::Replay(response) => return Ok(response),
-        Idempotency::Proceed(key) => key,
+    let key = match canonical {
+        None => None,
+        Some(canonical) => match begin_idempotent(&state, &actor, &headers, &canonical).await? {
+            Idempotency::Replay(response) => return Ok(response),
+            Idempotency::Proceed(key) => key,
+        },
     };
     let key_ref = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
     let result = match decide(&state, &actor, &parsed).await {

@@ -49,24 +49,6 @@ pub struct PassReport {
     pub retried: usize,
 }
 
-/// Appends a status change to `order_events` (a macro: the executor is a different
-/// concrete type per backend and per nesting level).
-macro_rules! record_event {
-    ($executor:expr, $job:expr, $status:expr, $reason:expr, $now:expr) => {
-        sqlx::query(
-            "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind($job.order_id.as_str())
-        .bind($job.tenant_id.as_str())
-        .bind($status.as_str())
-        .bind($reason)
-        .bind($now)
-        .execute($executor)
-        .await
-    };
-}
-
 /// Claims one batch and settles it. Returns what it did.
 pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx::Error> {
     let config = state.config.queue();
@@ -399,7 +381,7 @@ async fn give_up_or_retry(
             .await?
             .rows_affected();
             if failed == 1 {
-                record_event!(&mut *tx, job, OrderStatus::Failed, Some("RETRIES_EXHAUSTED"), now)?;
+                record_event!(&mut *tx, &job.order_id, &job.tenant_id, OrderStatus::Failed, Some("RETRIES_EXHAUSTED"), now)?;
             }
         }
         tx.commit().await?;

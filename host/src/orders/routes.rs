@@ -181,15 +181,7 @@ async fn cancel_order(
                     .bind(&order.id)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) \
-                     values ($1, $2, 'CANCELLED', null, $3, $3)",
-                )
-                .bind(&order.id)
-                .bind(&order.tenant_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+                record_event!(&mut *tx, &order.id, &order.tenant_id, OrderStatus::Cancelled, None::<&str>, now)?;
                 tx.commit().await?;
                 Ok(())
             }

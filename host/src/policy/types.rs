@@ -32,15 +32,6 @@ impl Hook {
         }
     }
 
-    /// The world a component must target to serve this hook alone.
-    pub fn world(self) -> &'static str {
-        match self {
-            Self::Validation => "validator",
-            Self::Pricing => "pricer",
-            Self::Prioritization => "prioritizer",
-        }
-    }
-
     /// The fully qualified interface the component must export.
     pub fn export(self) -> &'static str {
         match self {
