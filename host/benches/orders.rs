@@ -27,6 +27,10 @@ use orderhost::{
 };
 use serde_json::{Value, json};
 
+// The allocator the `orderhost` binary runs with (see src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()

@@ -39,6 +39,8 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// Writes accepted orders in groups.
     pub order_writer: crate::orders::writer::OrderWriter,
+    /// Reads concurrent placements' customers and catalog lines together.
+    pub order_reader: crate::orders::reader::OrderReader,
     /// Wakes this process's workers when an order is accepted.
     pub work: Arc<Notify>,
     /// Wakes event streams when an order changes in this process.
@@ -149,6 +151,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         work: Arc::new(Notify::new()),
         order_events: Arc::new(Notify::new()),
         order_writer: crate::orders::writer::OrderWriter::start(store.clone()),
+        order_reader: crate::orders::reader::OrderReader::start(store.clone()),
         store,
         auth: AuthState::from_config(&config),
         config: Arc::new(config),

@@ -26,6 +26,7 @@ macro_rules! record_event {
 
 mod place;
 pub mod process;
+pub mod reader;
 mod routes;
 pub mod writer;
 

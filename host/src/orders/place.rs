@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{ComponentUsed, LineRow, OrderRow, OrderStatus, OrderView};
+use super::{ComponentUsed, LineRow, OrderRow, OrderStatus, OrderView, reader::ReadRequest};
 use crate::{
     app::AppState,
     auth::AuthUser,
-    catalog::lookup::{self, CatalogLine, LineRef},
+    catalog::lookup::{CatalogLine, LineRef},
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
@@ -27,7 +27,6 @@ use crate::{
         EvalMode, Evaluation,
         types::{Customer, OrderContext, OrderLine, Quote, Violation},
     },
-    store::Store,
     with_pool,
 };
 
@@ -177,101 +176,6 @@ fn valid_ref(s: &str) -> bool {
     (1..=128).contains(&s.len()) && s.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// What the customer looks like to the hooks.
-#[derive(Debug)]
-struct CustomerRow {
-    tenant_slug: String,
-    vip: bool,
-    created_at: i64,
-    order_count: i64,
-}
-
-/// The customer and the catalog rows of an order, in one round trip: the order path's
-/// two reads joined (the customer row `left join` the lines), since per-statement
-/// overhead is what placement spends its database time on.
-#[derive(sqlx::FromRow)]
-struct CustomerAndLine {
-    tenant_slug: String,
-    vip: bool,
-    customer_created_at: i64,
-    order_count: i64,
-    product_id: Option<String>,
-    stock_id: Option<String>,
-    sku: Option<String>,
-    name: Option<String>,
-    unit_price: Option<i64>,
-    currency: Option<String>,
-    active: Option<bool>,
-    available: Option<i64>,
-}
-
-async fn load_customer_and_lines(
-    store: &Store,
-    actor: &AuthUser,
-    refs: &[LineRef],
-) -> Result<(CustomerRow, Vec<Option<CatalogLine>>), ApiError> {
-    let rows: Vec<CustomerAndLine> = with_pool!(store, pool => {
-        let mut q = sqlx::QueryBuilder::new(
-            "select c.tenant_slug, c.vip, c.created_at as customer_created_at, c.order_count, \
-             l.product_id, l.stock_id, l.sku, l.name, l.unit_price, l.currency, l.active, l.available \
-             from (select t.slug as tenant_slug, u.vip, u.created_at, u.order_count \
-                   from users u join tenants t on t.id = u.tenant_id where u.id = ",
-        );
-        q.push_bind(actor.user_id.as_str())
-            .push(" and u.tenant_id = ")
-            .push_bind(actor.tenant_id.as_str())
-            .push(
-                ") c left join (select p.id as product_id, s.id as stock_id, p.sku, p.name, p.unit_price, \
-                 p.currency, p.active, s.available from products p join stock_items s on s.product_id = p.id \
-                 where p.tenant_id = ",
-            )
-            .push_bind(actor.tenant_id.as_str())
-            .push(" and (s.id in (");
-        let mut ids = q.separated(", ");
-        ids.push_bind("");
-        for r in refs {
-            if let LineRef::Stock(id) = r {
-                ids.push_bind(id.as_str());
-            }
-        }
-        q.push(") or p.sku in (");
-        let mut skus = q.separated(", ");
-        skus.push_bind("");
-        for r in refs {
-            if let LineRef::Sku(sku) = r {
-                skus.push_bind(sku.as_str());
-            }
-        }
-        q.push("))) l on 1 = 1");
-        q.build_query_as::<CustomerAndLine>().fetch_all(pool).await?
-    });
-    let first = rows
-        .first()
-        .ok_or_else(|| ApiError::unauthenticated("the account no longer exists"))?;
-    let customer = CustomerRow {
-        tenant_slug: first.tenant_slug.clone(),
-        vip: first.vip,
-        created_at: first.customer_created_at,
-        order_count: first.order_count,
-    };
-    let lines: Vec<CatalogLine> = rows
-        .into_iter()
-        .filter_map(|r| {
-            Some(CatalogLine {
-                product_id: r.product_id?,
-                stock_id: r.stock_id?,
-                sku: r.sku?,
-                name: r.name?,
-                unit_price: r.unit_price?,
-                currency: r.currency?,
-                active: r.active?,
-                available: r.available?,
-            })
-        })
-        .collect();
-    Ok((customer, lookup::match_refs(refs, &lines)))
-}
-
 fn rejected(violations: Vec<Violation>) -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -296,7 +200,14 @@ async fn decide(
     actor: &AuthUser,
     order: &ParsedOrder,
 ) -> Result<Decision, ApiError> {
-    let (customer, resolved) = load_customer_and_lines(&state.store, actor, &order.refs).await?;
+    let (customer, resolved) = state
+        .order_reader
+        .read(ReadRequest {
+            user_id: actor.user_id.clone(),
+            tenant_id: actor.tenant_id.clone(),
+            refs: order.refs.clone(),
+        })
+        .await?;
     let mut violations = Vec::new();
     let mut catalog = Vec::with_capacity(resolved.len());
     for (i, line) in resolved.into_iter().enumerate() {

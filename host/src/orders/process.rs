@@ -54,6 +54,16 @@ pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx
     let config = state.config.queue();
     let now = state.clock.now_ms();
     let jobs = state.queue.claim(worker, now, config.batch_size).await?;
+    process_claimed(state, worker, &jobs).await
+}
+
+/// Settles jobs `worker` claimed. A job whose lease ran out and that another worker
+/// already settled changes nothing here (its order is no longer PENDING).
+pub async fn process_claimed(
+    state: &AppState,
+    worker: &str,
+    jobs: &[Job],
+) -> Result<PassReport, sqlx::Error> {
     let mut report = PassReport {
         claimed: jobs.len(),
         ..Default::default()
@@ -61,11 +71,11 @@ pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx
     if jobs.is_empty() {
         return Ok(report);
     }
-    match settle(state, &jobs).await {
+    match settle(state, jobs).await {
         Ok(outcomes) => tally(&mut report, &outcomes),
         Err(batch_error) => {
             tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; settling its jobs one by one");
-            for job in &jobs {
+            for job in jobs {
                 match settle(state, std::slice::from_ref(job)).await {
                     Ok(outcomes) => tally(&mut report, &outcomes),
                     Err(error) => {
@@ -312,13 +322,9 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
             q.build().execute(&mut *tx).await?;
         }
         for chunk in jobs.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new("update jobs set status = 'done', lease_until = null, updated_at = ");
-            q.push_bind(now).push(" where id in (");
-            let mut ids = q.separated(", ");
-            for job in chunk {
-                ids.push_bind(job.id.as_str());
-            }
-            q.push(")");
+            // Settled: the job's work is done and the order row is the record.
+            let mut q = sqlx::QueryBuilder::new("delete from jobs where ");
+            pool.push_any(&mut q, "id", chunk.iter().map(|job| job.id.clone()).collect());
             q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -176,8 +176,7 @@ async fn cancel_order(
                 .execute(&mut *tx)
                 .await?;
                 // A queued job has nothing left to do.
-                sqlx::query("update jobs set status = 'done', lease_until = null, updated_at = $1 where order_id = $2 and status in ('queued', 'leased')")
-                    .bind(now)
+                sqlx::query("delete from jobs where order_id = $1 and status in ('queued', 'leased')")
                     .bind(&order.id)
                     .execute(&mut *tx)
                     .await?;

@@ -10,11 +10,9 @@
 //! durable. If a group fails, its orders are written one by one so one bad order cannot
 //! fail the others.
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::{LineRow, OrderRow};
 use crate::{
-    store::{Store, WritePool as _},
+    store::{Store, WritePool as _, batch::Batcher},
     with_pool,
 };
 
@@ -37,70 +35,53 @@ pub struct NewOrder {
     pub idempotency: Option<(String, String)>,
 }
 
-struct Request {
-    order: NewOrder,
-    reply: oneshot::Sender<Result<(), String>>,
-}
-
 /// Handle to the writer task.
 #[derive(Clone, Debug)]
 pub struct OrderWriter {
-    tx: mpsc::Sender<Request>,
+    batcher: Batcher<NewOrder, Result<(), String>>,
 }
 
 impl OrderWriter {
     /// Starts the writer task on `store`.
     pub fn start(store: Store) -> Self {
-        let (tx, rx) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run(store, rx));
-        Self { tx }
+        // One lane: groups commit one after another, so the users' order counters are
+        // updated by one transaction at a time.
+        let batcher = Batcher::start(MAX_GROUP, 1, move |group: Vec<NewOrder>| {
+            let store = store.clone();
+            async move { write(&store, group).await }
+        });
+        Self { batcher }
     }
 
     /// Writes `order`; returns once it is committed.
     pub async fn write(&self, order: NewOrder) -> Result<(), String> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Request { order, reply })
-            .await
-            .map_err(|_| "the order writer stopped".to_owned())?;
-        answer
+        self.batcher
+            .call(order)
             .await
             .map_err(|_| "the order writer stopped".to_owned())?
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
+async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), String>> {
+    let orders: Vec<&NewOrder> = group.iter().collect();
+    match write_group(store, &orders).await {
+        Ok(()) => {
+            metrics::histogram!("orderhost_order_write_group_size").record(group.len() as f64);
+            group.iter().map(|_| Ok(())).collect()
         }
-        let orders: Vec<&NewOrder> = group.iter().map(|r| &r.order).collect();
-        match write_group(&store, &orders).await {
-            Ok(()) => {
-                metrics::histogram!("orderhost_order_write_group_size").record(group.len() as f64);
-                for request in group {
-                    let _ = request.reply.send(Ok(()));
-                }
-            }
-            Err(error) if group.len() > 1 => {
-                tracing::warn!(%error, orders = group.len(), "group write failed; writing its orders one by one");
-                for request in group {
-                    let result = write_group(&store, &[&request.order])
+        Err(error) if group.len() > 1 => {
+            tracing::warn!(%error, orders = group.len(), "group write failed; writing its orders one by one");
+            let mut results = Vec::with_capacity(group.len());
+            for order in &group {
+                results.push(
+                    write_group(store, &[order])
                         .await
-                        .map_err(|e| e.to_string());
-                    let _ = request.reply.send(result);
-                }
+                        .map_err(|e| e.to_string()),
+                );
             }
-            Err(error) => {
-                for request in group {
-                    let _ = request.reply.send(Err(error.to_string()));
-                }
-            }
+            results
         }
+        Err(error) => vec![Err(error.to_string())],
     }
 }
 

@@ -122,12 +122,31 @@ impl JobQueue for DbQueue {
     ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>> {
         Box::pin(async move {
             let mut jobs = with_pool!(&self.store, pool => {
-                // PostgreSQL: skip rows other claimers hold; SQLite: one writer at a time.
+                // A job whose worker died goes back to the queue once its lease ran out
+                // (its attempt stays counted). Looked for first with a read (an index
+                // probe that finds nothing almost always), so an idle claim takes no
+                // write lock on SQLite.
+                let expired: Option<i32> = sqlx::query_scalar(
+                    "select 1 from jobs where status = 'leased' and lease_until <= $1 limit 1",
+                )
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+                if expired.is_some() {
+                    sqlx::query(
+                        "update jobs set status = 'queued', lease_until = null, leased_by = null, updated_at = $1 \
+                         where status = 'leased' and lease_until <= $1",
+                    )
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                }
+                // Claim order straight off the partial index `jobs_queued_idx`. PostgreSQL:
+                // skip rows other claimers hold; SQLite: one writer at a time.
                 let sql = format!(
                     "update jobs set status = 'leased', lease_until = $1, leased_by = $2, \
                      attempts = attempts + 1, updated_at = $3 \
-                     where id in (select id from jobs \
-                        where (status = 'queued' and run_at <= $3) or (status = 'leased' and lease_until <= $3) \
+                     where id in (select id from jobs where status = 'queued' and run_at <= $3 \
                         order by priority desc, created_at, id limit $4 {}) \
                      returning id, order_id, tenant_id, priority, attempts, max_attempts, created_at",
                     pool.skip_locked()

@@ -6,6 +6,8 @@
 //! either pool through [`with_pool!`]; the few places where the dialects must differ are
 //! kept side by side in this module.
 
+pub mod batch;
+
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use sqlx::{
@@ -171,6 +173,18 @@ pub trait WritePool {
     /// Row-lock clause for claiming queue rows: `for update skip locked` on PostgreSQL, so
     /// concurrent claimers take different rows; nothing on SQLite (one writer at a time).
     fn skip_locked(&self) -> &'static str;
+
+    /// Appends "`column` is one of `values`" with the whole list as ONE bind, so the SQL
+    /// text is the same for any number of values and a batch of any size reuses one
+    /// prepared statement (an `in ($1, $2, …)` list is a new statement per length, and
+    /// PostgreSQL parses and plans each). PostgreSQL: `column = any($n)` with a `text[]`;
+    /// SQLite: `column in (select value from json_each($n))` with a JSON array.
+    fn push_any<'q>(
+        &self,
+        q: &mut sqlx::QueryBuilder<'q, Self::Db>,
+        column: &str,
+        values: Vec<String>,
+    );
 }
 
 impl WritePool for SqlitePool {
@@ -194,6 +208,20 @@ impl WritePool for SqlitePool {
     fn skip_locked(&self) -> &'static str {
         ""
     }
+
+    fn push_any<'q>(
+        &self,
+        q: &mut sqlx::QueryBuilder<'q, sqlx::Sqlite>,
+        column: &str,
+        values: Vec<String>,
+    ) {
+        // A Vec<String> always serializes.
+        let json = serde_json::to_string(&values).unwrap_or_else(|_| "[]".to_owned());
+        q.push(column)
+            .push(" in (select value from json_each(")
+            .push_bind(json)
+            .push("))");
+    }
 }
 
 impl WritePool for PgPool {
@@ -216,6 +244,15 @@ impl WritePool for PgPool {
 
     fn skip_locked(&self) -> &'static str {
         "for update skip locked"
+    }
+
+    fn push_any<'q>(
+        &self,
+        q: &mut sqlx::QueryBuilder<'q, sqlx::Postgres>,
+        column: &str,
+        values: Vec<String>,
+    ) {
+        q.push(column).push(" = any(").push_bind(values).push(")");
     }
 }
 
