@@ -110,7 +110,7 @@ fn main() {
     let config = Config {
         store: StoreConfig {
             database_url: database.url.clone(),
-            db_max_connections: 32,
+            db_max_connections: env_num("LOADGEN_DB_CONNECTIONS", 16) as u32,
         },
         bind: "127.0.0.1:0".parse().unwrap(),
         workers,

@@ -21,7 +21,7 @@ use super::OrderStatus;
 use crate::{
     app::AppState,
     queue::{IDLE_POLL, Job},
-    store::WritePool as _,
+    store::{Col, WritePool as _},
     with_pool,
 };
 
@@ -111,9 +111,6 @@ fn tally(report: &mut PassReport, outcomes: &[Settled]) {
     }
 }
 
-/// Most ids in one `in (…)` list or rows in one multi-row insert.
-const CHUNK: usize = 500;
-
 #[derive(sqlx::FromRow)]
 struct BatchLine {
     order_id: String,
@@ -145,41 +142,28 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
         let now = state.clock.now_ms();
         let mut pending = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
-        for chunk in jobs.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new("select id from orders where status = 'PENDING' and id in (");
-            let mut ids = q.separated(", ");
-            for job in chunk {
-                ids.push_bind(job.order_id.as_str());
-            }
-            q.push(") ").push(pool.for_update());
-            pending.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+        let order_ids: Vec<String> = jobs.iter().map(|job| job.order_id.clone()).collect();
+        let mut q = sqlx::QueryBuilder::new("select id from orders where status = 'PENDING' and ");
+        pool.push_any(&mut q, "id", order_ids.clone());
+        q.push(" ").push(pool.for_update());
+        pending.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
 
-            let mut q = sqlx::QueryBuilder::new(
-                "select order_id, stock_id, quantity from order_lines where order_id in (",
-            );
-            let mut ids = q.separated(", ");
-            for job in chunk {
-                ids.push_bind(job.order_id.as_str());
-            }
-            q.push(") order by order_id, line_no");
-            for line in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
-                lines.entry(line.order_id).or_default().push((line.stock_id, line.quantity));
-            }
+        let mut q = sqlx::QueryBuilder::new("select order_id, stock_id, quantity from order_lines where ");
+        pool.push_any(&mut q, "order_id", order_ids);
+        q.push(" order by order_id, line_no");
+        for line in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
+            lines.entry(line.order_id).or_default().push((line.stock_id, line.quantity));
         }
         let stock_ids: BTreeSet<&str> = lines.values().flatten().map(|(s, _)| s.as_str()).collect();
         let mut stock: std::collections::HashMap<String, StockState> = Default::default();
-        let stock_list: Vec<&str> = stock_ids.into_iter().collect();
-        for chunk in stock_list.chunks(CHUNK) {
+        if !stock_ids.is_empty() {
             let mut q = sqlx::QueryBuilder::new(
-                "select s.id, s.available, p.active from stock_items s join products p on p.id = s.product_id where s.id in (",
+                "select s.id, s.available, p.active from stock_items s join products p on p.id = s.product_id where ",
             );
-            let mut ids = q.separated(", ");
-            for id in chunk {
-                ids.push_bind(*id);
-            }
+            pool.push_any(&mut q, "s.id", stock_ids.into_iter().map(str::to_owned).collect());
             // PostgreSQL: lock the stock rows (not the products) in id order, so concurrent
             // batches queue instead of deadlocking.
-            q.push(") order by s.id ").push(pool.for_update_of("s"));
+            q.push(" order by s.id ").push(pool.for_update_of("s"));
             for row in q.build_query_as::<StockState>().fetch_all(&mut *tx).await? {
                 stock.insert(row.id.clone(), row);
             }
@@ -226,20 +210,23 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
         }
 
         // Apply.
-        for (stock_id, total) in &totals {
-            let updated = sqlx::query(
-                "update stock_items set available = available - $1, reserved = reserved + $1, \
-                 version = version + 1, updated_at = $2 where id = $3 and available >= $1",
-            )
-            .bind(*total)
-            .bind(now)
-            .bind(stock_id.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated != 1 {
+        // Every stock row's reservation in one statement. The guard `available >= qty`
+        // still backs the decision made above under the rows' locks: if it ever
+        // refuses a row, the transaction fails and the jobs are retried.
+        if !totals.is_empty() {
+            let expected = totals.len() as u64;
+            let mut q = sqlx::QueryBuilder::new(
+                "update stock_items set available = available - v.qty, reserved = reserved + v.qty, \
+                 version = version + 1, updated_at = ",
+            );
+            q.push_bind(now).push(" from ");
+            pool.push_id_qty(&mut q, "v", totals.into_iter().collect());
+            q.push(" where stock_items.id = v.id and stock_items.available >= v.qty");
+            let updated = q.build().execute(&mut *tx).await?.rows_affected();
+            if updated != expected {
                 return Err(sqlx::Error::Protocol(format!(
-                    "stock {stock_id} changed under the batch's lock; retrying the batch"
+                    "{} of {expected} stock rows changed under the batch's lock; retrying the batch",
+                    expected - updated.min(expected)
                 )));
             }
         }
@@ -248,32 +235,33 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
             .zip(&outcomes)
             .filter(|(_, o)| **o != Settled::Skipped)
             .collect();
-        let mut by_status: std::collections::BTreeMap<(&str, Option<&str>), Vec<&str>> = Default::default();
-        for (job, outcome) in &settled {
-            let key = match outcome {
-                Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.as_str())),
-                _ => (OrderStatus::Confirmed.as_str(), None),
-            };
-            by_status.entry(key).or_default().push(job.order_id.as_str());
-        }
-        for ((status, reason), ids) in &by_status {
-            for chunk in ids.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new("update orders set status = ");
-                q.push_bind(*status)
-                    .push(", reason = ")
-                    .push_bind(*reason)
-                    .push(", updated_at = ")
-                    .push_bind(now)
-                    .push(", final_at = ")
-                    .push_bind(now)
-                    .push(" where status = 'PENDING' and id in (");
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                q.push(")");
-                q.build().execute(&mut *tx).await?;
-            }
+        let status_of = |outcome: &Settled| match outcome {
+            Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.clone())),
+            _ => (OrderStatus::Confirmed.as_str(), None),
+        };
+        if !settled.is_empty() {
+            let mut q = sqlx::QueryBuilder::new("update orders set status = v.c1, reason = v.c2, updated_at = ");
+            q.push_bind(now).push(", final_at = ").push_bind(now).push(" from (");
+            pool.push_rows(&mut q, vec![
+                Col::text(settled.iter().map(|(job, _)| job.order_id.as_str())),
+                Col::text(settled.iter().map(|(_, o)| status_of(o).0)),
+                Col::Text(settled.iter().map(|(_, o)| status_of(o).1).collect()),
+            ]);
+            q.push(") as v where orders.id = v.c0 and orders.status = 'PENDING'");
+            q.build().execute(&mut *tx).await?;
+
+            let mut q = sqlx::QueryBuilder::new(
+                "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
+            );
+            pool.push_rows(&mut q, vec![
+                Col::text(settled.iter().map(|(job, _)| job.order_id.as_str())),
+                Col::text(settled.iter().map(|(job, _)| job.tenant_id.as_str())),
+                Col::text(settled.iter().map(|(_, o)| status_of(o).0)),
+                Col::Text(settled.iter().map(|(_, o)| status_of(o).1).collect()),
+                Col::int(settled.iter().map(|_| now)),
+                Col::int(settled.iter().map(|_| now)),
+            ]);
+            q.build().execute(&mut *tx).await?;
         }
         let movements: Vec<(&Job, &str, i64)> = settled
             .iter()
@@ -286,47 +274,27 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
                     .map(move |(stock_id, quantity)| (*job, stock_id.as_str(), *quantity))
             })
             .collect();
-        for chunk in movements.chunks(CHUNK) {
+        if !movements.is_empty() {
             let mut q = sqlx::QueryBuilder::new(
                 "insert into stock_movements (id, tenant_id, stock_id, kind, quantity, reason, order_id, created_at, updated_at) ",
             );
-            q.push_values(chunk, |mut row, (job, stock_id, quantity)| {
-                row.push_bind(uuid::Uuid::now_v7().to_string())
-                    .push_bind(job.tenant_id.as_str())
-                    .push_bind(*stock_id)
-                    .push_bind("reserve")
-                    .push_bind(-*quantity)
-                    .push_bind("order confirmed")
-                    .push_bind(job.order_id.as_str())
-                    .push_bind(now)
-                    .push_bind(now);
-            });
+            pool.push_rows(&mut q, vec![
+                Col::text(movements.iter().map(|_| uuid::Uuid::now_v7().to_string())),
+                Col::text(movements.iter().map(|(job, _, _)| job.tenant_id.as_str())),
+                Col::text(movements.iter().map(|(_, stock_id, _)| *stock_id)),
+                Col::text(movements.iter().map(|_| "reserve")),
+                Col::int(movements.iter().map(|(_, _, quantity)| -*quantity)),
+                Col::text(movements.iter().map(|_| "order confirmed")),
+                Col::text(movements.iter().map(|(job, _, _)| job.order_id.as_str())),
+                Col::int(movements.iter().map(|_| now)),
+                Col::int(movements.iter().map(|_| now)),
+            ]);
             q.build().execute(&mut *tx).await?;
         }
-        for chunk in settled.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
-                "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, (job, outcome)| {
-                let (status, reason) = match outcome {
-                    Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.as_str())),
-                    _ => (OrderStatus::Confirmed.as_str(), None),
-                };
-                row.push_bind(job.order_id.as_str())
-                    .push_bind(job.tenant_id.as_str())
-                    .push_bind(status)
-                    .push_bind(reason)
-                    .push_bind(now)
-                    .push_bind(now);
-            });
-            q.build().execute(&mut *tx).await?;
-        }
-        for chunk in jobs.chunks(CHUNK) {
-            // Settled: the job's work is done and the order row is the record.
-            let mut q = sqlx::QueryBuilder::new("delete from jobs where ");
-            pool.push_any(&mut q, "id", chunk.iter().map(|job| job.id.clone()).collect());
-            q.build().execute(&mut *tx).await?;
-        }
+        // Settled: the job's work is done and the order row is the record.
+        let mut q = sqlx::QueryBuilder::new("delete from jobs where ");
+        pool.push_any(&mut q, "id", jobs.iter().map(|job| job.id.clone()).collect());
+        q.build().execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(outcomes)
     })

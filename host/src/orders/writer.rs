@@ -12,13 +12,12 @@
 
 use super::{LineRow, OrderRow};
 use crate::{
-    store::{Store, WritePool as _, batch::Batcher},
+    store::{Col, Store, WritePool as _, batch::Batcher},
     with_pool,
 };
 
 /// Most orders written in one transaction.
 pub const MAX_GROUP: usize = 256;
-const CHUNK: usize = 200;
 
 /// One accepted order, ready to write.
 #[derive(Debug)]
@@ -86,104 +85,99 @@ async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), String>> {
 }
 
 async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Error> {
+    let text = |f: fn(&NewOrder) -> &str| Col::text(orders.iter().map(|n| f(n)));
+    let int = |f: fn(&NewOrder) -> i64| Col::int(orders.iter().map(|n| f(n)));
+    let lines: Vec<(&OrderRow, &LineRow)> = orders
+        .iter()
+        .flat_map(|n| n.lines.iter().map(move |l| (&n.order, l)))
+        .collect();
+    let line_text = |f: for<'a> fn(&'a OrderRow, &'a LineRow) -> &'a str| {
+        Col::text(lines.iter().map(|(o, l)| f(o, l)))
+    };
+    let line_int = |f: fn(&OrderRow, &LineRow) -> i64| Col::int(lines.iter().map(|(o, l)| f(o, l)));
+    // Each customer's new orders, for the order counters.
+    let mut per_user: std::collections::BTreeMap<&str, i64> = Default::default();
+    for new in orders {
+        *per_user.entry(new.order.user_id.as_str()).or_default() += 1;
+    }
     with_pool!(store, pool => {
         let mut tx = pool.begin_write().await?;
-        for chunk in orders.chunks(CHUNK) {
-            let mut q = sqlx::QueryBuilder::new(
-                "insert into orders (id, tenant_id, user_id, status, priority, total, currency, \
-                 expected_total, quote, context, components, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, new| {
-                let o = &new.order;
-                row.push_bind(o.id.as_str())
-                    .push_bind(o.tenant_id.as_str())
-                    .push_bind(o.user_id.as_str())
-                    .push_bind(o.status.as_str())
-                    .push_bind(o.priority)
-                    .push_bind(o.total)
-                    .push_bind(o.currency.as_str())
-                    .push_bind(o.expected_total)
-                    .push_bind(o.quote.as_str())
-                    .push_bind(new.context.as_str())
-                    .push_bind(o.components.as_str())
-                    .push_bind(o.created_at)
-                    .push_bind(o.created_at);
-            });
-            q.build().execute(&mut *tx).await?;
+        let mut q = sqlx::QueryBuilder::new(
+            "insert into orders (id, tenant_id, user_id, status, priority, total, currency, \
+             expected_total, quote, context, components, created_at, updated_at) ",
+        );
+        pool.push_rows(&mut q, vec![
+            text(|n| &n.order.id),
+            text(|n| &n.order.tenant_id),
+            text(|n| &n.order.user_id),
+            text(|n| &n.order.status),
+            int(|n| n.order.priority),
+            int(|n| n.order.total),
+            text(|n| &n.order.currency),
+            Col::Int(orders.iter().map(|n| n.order.expected_total).collect()),
+            text(|n| &n.order.quote),
+            text(|n| &n.context),
+            text(|n| &n.order.components),
+            int(|n| n.order.created_at),
+            int(|n| n.order.created_at),
+        ]);
+        q.build().execute(&mut *tx).await?;
 
-            let lines: Vec<(&OrderRow, &LineRow)> =
-                chunk.iter().flat_map(|n| n.lines.iter().map(move |l| (&n.order, l))).collect();
-            for lines in lines.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "insert into order_lines (order_id, line_no, tenant_id, product_id, stock_id, sku, quantity, \
-                     unit_price, subtotal, created_at, updated_at) ",
-                );
-                q.push_values(lines, |mut row, (o, l)| {
-                    row.push_bind(o.id.as_str())
-                        .push_bind(l.line_no)
-                        .push_bind(o.tenant_id.as_str())
-                        .push_bind(l.product_id.as_str())
-                        .push_bind(l.stock_id.as_str())
-                        .push_bind(l.sku.as_str())
-                        .push_bind(l.quantity)
-                        .push_bind(l.unit_price)
-                        .push_bind(l.subtotal)
-                        .push_bind(o.created_at)
-                        .push_bind(o.created_at);
-                });
-                q.build().execute(&mut *tx).await?;
-            }
+        let mut q = sqlx::QueryBuilder::new(
+            "insert into order_lines (order_id, line_no, tenant_id, product_id, stock_id, sku, quantity, \
+             unit_price, subtotal, created_at, updated_at) ",
+        );
+        pool.push_rows(&mut q, vec![
+            line_text(|o, _| &o.id),
+            line_int(|_, l| i64::from(l.line_no)),
+            line_text(|o, _| &o.tenant_id),
+            line_text(|_, l| &l.product_id),
+            line_text(|_, l| &l.stock_id),
+            line_text(|_, l| &l.sku),
+            line_int(|_, l| l.quantity),
+            line_int(|_, l| l.unit_price),
+            line_int(|_, l| l.subtotal),
+            line_int(|o, _| o.created_at),
+            line_int(|o, _| o.created_at),
+        ]);
+        q.build().execute(&mut *tx).await?;
 
-            let mut q = sqlx::QueryBuilder::new(
-                "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, new| {
-                let o = &new.order;
-                row.push_bind(o.id.as_str())
-                    .push_bind(o.tenant_id.as_str())
-                    .push_bind("PENDING")
-                    .push_bind(None::<&str>)
-                    .push_bind(o.created_at)
-                    .push_bind(o.created_at);
-            });
-            q.build().execute(&mut *tx).await?;
+        let mut q = sqlx::QueryBuilder::new(
+            "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
+        );
+        pool.push_rows(&mut q, vec![
+            text(|n| &n.order.id),
+            text(|n| &n.order.tenant_id),
+            text(|_| "PENDING"),
+            Col::Text(vec![None; orders.len()]),
+            int(|n| n.order.created_at),
+            int(|n| n.order.created_at),
+        ]);
+        q.build().execute(&mut *tx).await?;
 
-            let mut q = sqlx::QueryBuilder::new(
-                "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
-                 created_at, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, new| {
-                let o = &new.order;
-                row.push_bind(uuid::Uuid::now_v7().to_string())
-                    .push_bind(o.tenant_id.as_str())
-                    .push_bind(o.id.as_str())
-                    .push_bind(o.priority)
-                    .push_bind("queued")
-                    .push_bind(0_i32)
-                    .push_bind(new.max_attempts)
-                    .push_bind(o.created_at)
-                    .push_bind(o.created_at)
-                    .push_bind(o.created_at);
-            });
-            q.build().execute(&mut *tx).await?;
+        let mut q = sqlx::QueryBuilder::new(
+            "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
+             created_at, updated_at) ",
+        );
+        pool.push_rows(&mut q, vec![
+            Col::text(orders.iter().map(|_| uuid::Uuid::now_v7().to_string())),
+            text(|n| &n.order.tenant_id),
+            text(|n| &n.order.id),
+            int(|n| n.order.priority),
+            text(|_| "queued"),
+            int(|_| 0),
+            int(|n| i64::from(n.max_attempts)),
+            int(|n| n.order.created_at),
+            int(|n| n.order.created_at),
+            int(|n| n.order.created_at),
+        ]);
+        q.build().execute(&mut *tx).await?;
 
-            // Each customer's order counter, in one statement.
-            let mut per_user: std::collections::BTreeMap<&str, i64> = Default::default();
-            for new in chunk {
-                *per_user.entry(new.order.user_id.as_str()).or_default() += 1;
-            }
-            let mut q = sqlx::QueryBuilder::new("update users set order_count = order_count + case id");
-            for (user, n) in &per_user {
-                q.push(" when ").push_bind(*user).push(" then ").push_bind(*n);
-            }
-            q.push(" else 0 end where id in (");
-            let mut ids = q.separated(", ");
-            for user in per_user.keys() {
-                ids.push_bind(*user);
-            }
-            q.push(")");
-            q.build().execute(&mut *tx).await?;
-        }
+        let mut q = sqlx::QueryBuilder::new("update users set order_count = order_count + v.qty from ");
+        pool.push_id_qty(&mut q, "v", per_user.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect());
+        q.push(" where users.id = v.id");
+        q.build().execute(&mut *tx).await?;
+
         for new in orders {
             if let Some((key, body)) = &new.idempotency {
                 sqlx::query(
