@@ -82,6 +82,23 @@ async fn fresh_database() -> Database {
     }
 }
 
+/// Busy and idle time of the whole machine so far, in clock ticks (1/100 s), from
+/// /proc/stat: what every process (orderhost, the database, this client) spent.
+fn machine_cpu() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let idle = fields.get(3)? + fields.get(4)?;
+    let busy = fields.iter().take(8).sum::<u64>() - idle;
+    Some((busy, idle))
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -102,7 +119,7 @@ fn main() {
     // scheduler, and vice versa; they still share the machine's cores, as in production
     // on one box.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_num("LOADGEN_SERVER_THREADS", 2) as usize)
         .enable_all()
         .build()
         .unwrap();
@@ -143,7 +160,7 @@ fn main() {
     server_rt.spawn(app.run_until_stopped(std::future::pending()));
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(env_num("LOADGEN_CLIENT_THREADS", 2) as usize)
         .enable_all()
         .build()
         .unwrap();
@@ -256,18 +273,20 @@ async fn drive(
                 .unwrap();
             assert!(r.status().is_success());
         }
-        tokens.push((login(email).await, vip));
+        tokens.push((format!("Bearer {}", login(email).await), vip));
     }
 
     // Fire.
+    let order_url = reqwest::Url::parse(&format!("{base}/order")).unwrap();
+    let cpu_before = machine_cpu();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + timeout;
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, base, next, tokens, stock_ids) = (
+            let (client, order_url, next, tokens, stock_ids) = (
                 client.clone(),
-                base.clone(),
+                order_url.clone(),
                 next.clone(),
                 tokens.clone(),
                 stock_ids.clone(),
@@ -288,20 +307,28 @@ async fn drive(
                     if hot {
                         lines.push(json!({ "stockId": stock_ids[0], "quantity": 1 }));
                     }
+                    // The body is ready before the clock starts; the URL is parsed once.
+                    let body = serde_json::to_vec(&json!({ "lines": lines })).unwrap();
                     let t = Instant::now();
                     let response = client
-                        .post(format!("{base}/order"))
-                        .bearer_auth(token)
-                        .json(&json!({ "lines": lines }))
+                        .post(order_url.clone())
+                        .header(reqwest::header::AUTHORIZATION, token.as_str())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body)
                         .send()
                         .await;
                     let elapsed = t.elapsed();
                     match response {
                         Ok(r) if r.status().as_u16() == 202 => {
                             latencies.push(elapsed);
-                            let body: Value = r.json().await.unwrap();
+                            #[derive(serde::Deserialize)]
+                            struct Accepted {
+                                id: String,
+                            }
+                            let body: Accepted =
+                                serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
                             placed.push(Placed {
-                                id: body["id"].as_str().unwrap().to_owned(),
+                                id: body.id,
                                 vip: *vip,
                                 hot,
                             });
@@ -346,6 +373,11 @@ async fn drive(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let final_secs = started.elapsed().as_secs_f64();
+    let cpu = machine_cpu().zip(cpu_before).map(|(after, before)| {
+        let busy = after.0 - before.0;
+        let total = (after.0 + after.1) - (before.0 + before.1);
+        (busy, busy as f64 / total.max(1) as f64)
+    });
 
     // Figures and invariants, from the database.
     #[derive(sqlx::FromRow)]
@@ -462,6 +494,7 @@ async fn drive(
          \x20 final states           {}\n\
          \x20 hot SKU                stock {hot_stock}, demand {hot_demand}, confirmed {hot_confirmed}\n\
          \x20 time to confirm p50    VIP {:.1} ms, regular {:.1} ms\n\
+         \x20 machine CPU per order  {}\n\
          \x20 invariants             {}",
         placed.len(),
         placed.len() as f64 / accept_secs,
@@ -475,6 +508,11 @@ async fn drive(
             .join(", "),
         vip_p50.as_secs_f64() * 1e3,
         regular_p50.as_secs_f64() * 1e3,
+        cpu.map_or("n/a".to_owned(), |(busy, share)| format!(
+            "{:.0} us (all processes: orderhost, database, this client; machine {:.0} % busy)",
+            busy as f64 * 10_000.0 / rows.len().max(1) as f64,
+            share * 100.0
+        )),
         if violations.is_empty() {
             "all hold".to_owned()
         } else {

@@ -114,8 +114,8 @@ fn tally(report: &mut PassReport, outcomes: &[Settled]) {
 #[derive(sqlx::FromRow)]
 struct BatchLine {
     order_id: String,
-    stock_id: String,
-    quantity: i64,
+    stock_id: Option<String>,
+    quantity: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -142,17 +142,19 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
         let now = state.clock.now_ms();
         let mut pending = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
-        let order_ids: Vec<String> = jobs.iter().map(|job| job.order_id.clone()).collect();
-        let mut q = sqlx::QueryBuilder::new("select id from orders where status = 'PENDING' and ");
-        pool.push_any(&mut q, "id", order_ids.clone());
-        q.push(" ").push(pool.for_update());
-        pending.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
-
-        let mut q = sqlx::QueryBuilder::new("select order_id, stock_id, quantity from order_lines where ");
-        pool.push_any(&mut q, "order_id", order_ids);
-        q.push(" order by order_id, line_no");
-        for line in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
-            lines.entry(line.order_id).or_default().push((line.stock_id, line.quantity));
+        // The orders still PENDING (locked against a concurrent cancel on PostgreSQL)
+        // with their lines, in one statement.
+        let mut q = sqlx::QueryBuilder::new(
+            "select o.id as order_id, l.stock_id, l.quantity from orders o \
+             left join order_lines l on l.order_id = o.id where o.status = 'PENDING' and ",
+        );
+        pool.push_any(&mut q, "o.id", jobs.iter().map(|job| job.order_id.clone()).collect());
+        q.push(" order by o.id, l.line_no ").push(pool.for_update_of("o"));
+        for row in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
+            pending.insert(row.order_id.clone());
+            if let (Some(stock_id), Some(quantity)) = (row.stock_id, row.quantity) {
+                lines.entry(row.order_id).or_default().push((stock_id, quantity));
+            }
         }
         let stock_ids: BTreeSet<&str> = lines.values().flatten().map(|(s, _)| s.as_str()).collect();
         let mut stock: std::collections::HashMap<String, StockState> = Default::default();

@@ -21,7 +21,7 @@ use crate::{
 /// Most orders read in one group.
 pub const MAX_GROUP: usize = 256;
 /// Groups read at once.
-const LANES: usize = 2;
+const LANES: usize = 1;
 
 /// What the customer looks like to the hooks.
 #[derive(Debug, Clone)]
