@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Knobs (env): LOADGEN_ORDERS (5000), LOADGEN_CONCURRENCY (64), LOADGEN_USERS (100),
-//! LOADGEN_WORKERS (2), LOADGEN_BATCH (256), LOADGEN_TIMEOUT_SECS (300).
+//! LOADGEN_WORKERS (1), LOADGEN_BATCH (256), LOADGEN_TIMEOUT_SECS (300).
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
 use std::{
@@ -110,7 +110,7 @@ fn main() {
     let orders = env_num("LOADGEN_ORDERS", 5_000) as usize;
     let concurrency = env_num("LOADGEN_CONCURRENCY", 64) as usize;
     let users = env_num("LOADGEN_USERS", 100) as usize;
-    let workers = env_num("LOADGEN_WORKERS", 2) as u32;
+    let workers = env_num("LOADGEN_WORKERS", 1) as u32;
     let batch = env_num("LOADGEN_BATCH", 256) as u32;
     let timeout = Duration::from_secs(env_num("LOADGEN_TIMEOUT_SECS", 300));
     let hot_stock = (orders / 6) as i64; // the hot SKU is in about a third of the orders
@@ -177,6 +177,7 @@ fn main() {
         "orderhost load ({backend}, {workers} workers, batch {batch}, {concurrency} in flight, all three hooks)"
     );
     println!("{report}");
+
     if let Some((server, name)) = database.drop {
         server_rt.block_on(async {
             use sqlx::{Connection as _, Executor as _};

@@ -1,13 +1,16 @@
 //! Processing: workers claim jobs (highest priority first) and settle their orders.
 //!
-//! A claimed batch is settled in ONE write transaction, strictly in claim order: for each
-//! order the status flips from PENDING under a guard (a redelivered job whose order is
-//! already settled changes nothing — stock is never reserved twice), then every line is
-//! reserved with a guarded update (`available >= quantity`) inside a savepoint; if one
-//! line cannot be served the savepoint rolls back and the order is FAILED with
-//! `OUT_OF_STOCK` or `PRODUCT_INACTIVE`. One commit per batch is what lets a hot SKU take
-//! thousands of orders a second. On PostgreSQL the batch first locks every stock row it
-//! touches in id order, so concurrent batches cannot deadlock.
+//! A claimed batch is settled in ONE write transaction, strictly in claim order, and
+//! set-based: the orders still PENDING are read with their lines (and locked against a
+//! concurrent cancel), the stock rows they touch are locked in id order (so concurrent
+//! batches queue instead of deadlocking), the decision who gets stock is made in memory
+//! in claim order, and the result is written in one chain of multi-row statements (one
+//! statement on PostgreSQL): status changes guarded by `status = 'PENDING'` (a redelivered
+//! job whose order is already settled changes nothing — stock is never reserved twice),
+//! events, stock movements, the jobs' deletion, and one guarded update of every stock row
+//! (`available >= quantity`). An order whose lines cannot all be served is FAILED with
+//! `OUT_OF_STOCK` or `PRODUCT_INACTIVE` and reserves nothing. One commit per batch is what
+//! lets a hot SKU take thousands of orders a second.
 //!
 //! If the batch transaction fails (a database fault), each of its jobs is tried alone;
 //! a job that still fails is retried later with exponential backoff and jitter, and after
@@ -127,13 +130,10 @@ struct StockState {
 
 /// Settles `jobs` in one transaction, deciding strictly in claim order.
 ///
-/// Set-based, so the statement count grows with the number of distinct stock rows rather
-/// than with the number of orders: read which orders still wait (locking them against a
-/// concurrent cancel on PostgreSQL), their lines, and the stock rows they touch (locked in
-/// id order); decide in memory who gets stock; then write one guarded update per stock
-/// row, the status changes, the movements, the events and the job rows in a few
-/// multi-row statements. The guard `available >= total` still backs the decision: if it
-/// ever refuses, the transaction fails and the jobs are retried.
+/// The statement count does not grow with the batch: one read of the pending orders and
+/// their lines, one of the stock rows, one chain of writes. The guard `available >= qty`
+/// still backs the in-memory decision: if it ever refuses, the transaction fails and the
+/// jobs are retried.
 async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
@@ -211,27 +211,6 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
             outcomes.push(outcome);
         }
 
-        // Apply.
-        // Every stock row's reservation in one statement. The guard `available >= qty`
-        // still backs the decision made above under the rows' locks: if it ever
-        // refuses a row, the transaction fails and the jobs are retried.
-        if !totals.is_empty() {
-            let expected = totals.len() as u64;
-            let mut q = sqlx::QueryBuilder::new(
-                "update stock_items set available = available - v.qty, reserved = reserved + v.qty, \
-                 version = version + 1, updated_at = ",
-            );
-            q.push_bind(now).push(" from ");
-            pool.push_id_qty(&mut q, "v", totals.into_iter().collect());
-            q.push(" where stock_items.id = v.id and stock_items.available >= v.qty");
-            let updated = q.build().execute(&mut *tx).await?.rows_affected();
-            if updated != expected {
-                return Err(sqlx::Error::Protocol(format!(
-                    "{} of {expected} stock rows changed under the batch's lock; retrying the batch",
-                    expected - updated.min(expected)
-                )));
-            }
-        }
         let settled: Vec<(&Job, &Settled)> = jobs
             .iter()
             .zip(&outcomes)
@@ -241,21 +220,22 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
             Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.clone())),
             _ => (OrderStatus::Confirmed.as_str(), None),
         };
+        // Apply, as one chain (one statement on PostgreSQL).
+        let mut chain = pool.chain();
         if !settled.is_empty() {
-            let mut q = sqlx::QueryBuilder::new("update orders set status = v.c1, reason = v.c2, updated_at = ");
+            let q = chain.statement("update orders set status = v.c1, reason = v.c2, updated_at = ");
             q.push_bind(now).push(", final_at = ").push_bind(now).push(" from (");
-            pool.push_rows(&mut q, vec![
+            pool.push_rows(q, vec![
                 Col::text(settled.iter().map(|(job, _)| job.order_id.as_str())),
                 Col::text(settled.iter().map(|(_, o)| status_of(o).0)),
                 Col::Text(settled.iter().map(|(_, o)| status_of(o).1).collect()),
             ]);
             q.push(") as v where orders.id = v.c0 and orders.status = 'PENDING'");
-            q.build().execute(&mut *tx).await?;
 
-            let mut q = sqlx::QueryBuilder::new(
+            let q = chain.statement(
                 "insert into order_events (order_id, tenant_id, status, reason, created_at, updated_at) ",
             );
-            pool.push_rows(&mut q, vec![
+            pool.push_rows(q, vec![
                 Col::text(settled.iter().map(|(job, _)| job.order_id.as_str())),
                 Col::text(settled.iter().map(|(job, _)| job.tenant_id.as_str())),
                 Col::text(settled.iter().map(|(_, o)| status_of(o).0)),
@@ -263,7 +243,6 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
                 Col::int(settled.iter().map(|_| now)),
                 Col::int(settled.iter().map(|_| now)),
             ]);
-            q.build().execute(&mut *tx).await?;
         }
         let movements: Vec<(&Job, &str, i64)> = settled
             .iter()
@@ -277,10 +256,10 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
             })
             .collect();
         if !movements.is_empty() {
-            let mut q = sqlx::QueryBuilder::new(
+            let q = chain.statement(
                 "insert into stock_movements (id, tenant_id, stock_id, kind, quantity, reason, order_id, created_at, updated_at) ",
             );
-            pool.push_rows(&mut q, vec![
+            pool.push_rows(q, vec![
                 Col::text(movements.iter().map(|_| uuid::Uuid::now_v7().to_string())),
                 Col::text(movements.iter().map(|(job, _, _)| job.tenant_id.as_str())),
                 Col::text(movements.iter().map(|(_, stock_id, _)| *stock_id)),
@@ -291,12 +270,31 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
                 Col::int(movements.iter().map(|_| now)),
                 Col::int(movements.iter().map(|_| now)),
             ]);
-            q.build().execute(&mut *tx).await?;
         }
         // Settled: the job's work is done and the order row is the record.
-        let mut q = sqlx::QueryBuilder::new("delete from jobs where ");
-        pool.push_any(&mut q, "id", jobs.iter().map(|job| job.id.clone()).collect());
-        q.build().execute(&mut *tx).await?;
+        let q = chain.statement("delete from jobs where ");
+        pool.push_any(q, "id", jobs.iter().map(|job| job.id.clone()).collect());
+        // Last, so its row count is what the chain returns: every stock row's reservation
+        // in one statement. The guard `available >= qty` still backs the decision made
+        // above under the rows' locks: if it ever refuses a row, the transaction fails
+        // and the jobs are retried.
+        let expected = totals.len() as u64;
+        if expected > 0 {
+            let q = chain.statement(
+                "update stock_items set available = available - v.qty, reserved = reserved + v.qty, \
+                 version = version + 1, updated_at = ",
+            );
+            q.push_bind(now).push(" from ");
+            pool.push_id_qty(q, "v", totals.into_iter().collect());
+            q.push(" where stock_items.id = v.id and stock_items.available >= v.qty");
+        }
+        let updated = pool.run_chain(&mut *tx, chain).await?;
+        if expected > 0 && updated != expected {
+            return Err(sqlx::Error::Protocol(format!(
+                "{} of {expected} stock rows changed under the batch's lock; retrying the batch",
+                expected - updated.min(expected)
+            )));
+        }
         tx.commit().await?;
         Ok(outcomes)
     })
