@@ -5,9 +5,9 @@
 //! under the admin API). Read one request at a time that is one statement per order,
 //! and statements — not rows — are what placement spends PostgreSQL's time on (perf and
 //! pg_stat_statements on the order benchmark). Concurrent placements are therefore read
-//! together through a [`Batcher`]: one statement for all their customers and one for all
-//! their stock items (plus one for sku references, if any), each with the ids as one
-//! array bind so the statement text never changes.
+//! together through a [`Batcher`]: one statement (a `union all` of the customers, the
+//! stock items named by id and the products named by sku) for all of them, each id list
+//! as one array bind so the statement text never changes.
 
 use std::collections::HashMap;
 
@@ -86,9 +86,7 @@ impl OrderReader {
     }
 }
 
-#[derive(sqlx::FromRow)]
 struct CustomerRecord {
-    id: String,
     tenant_id: String,
     tenant_slug: String,
     vip: bool,
@@ -96,10 +94,8 @@ struct CustomerRecord {
     order_count: i64,
 }
 
-#[derive(sqlx::FromRow)]
 struct LineRecord {
     tenant_id: String,
-    #[sqlx(flatten)]
     line: CatalogLine,
 }
 
@@ -140,9 +136,29 @@ impl Found {
     }
 }
 
-const LINE_COLUMNS: &str = "select p.tenant_id, p.id as product_id, s.id as stock_id, p.sku, p.name, \
+/// A catalog branch of the group's union: customer columns empty.
+const LINE_COLUMNS: &str = "select null, p.tenant_id, null, null, null, null, p.id, s.id, p.sku, p.name, \
     p.unit_price, p.currency, p.active, s.available \
     from products p join stock_items s on s.product_id = p.id where ";
+
+/// One row of the group's union: a customer or a catalog line.
+#[derive(sqlx::FromRow)]
+struct GroupRow {
+    user_id: Option<String>,
+    tenant_id: String,
+    tenant_slug: Option<String>,
+    vip: Option<bool>,
+    created_at: Option<i64>,
+    order_count: Option<i64>,
+    product_id: Option<String>,
+    stock_id: Option<String>,
+    sku: Option<String>,
+    name: Option<String>,
+    unit_price: Option<i64>,
+    currency: Option<String>,
+    active: Option<bool>,
+    available: Option<i64>,
+}
 
 async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx::Error> {
     let mut users: Vec<String> = group.iter().map(|r| r.user_id.clone()).collect();
@@ -166,34 +182,76 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
         list.sort_unstable();
         list.dedup();
     }
-    with_pool!(store, pool => {
+    // One statement, one round trip: the customers, then the stock items named by id,
+    // then every (tenant, sku) pair of the group (rows of other pairs are filtered out per
+    // request in `Found::answer`). Each branch uses its own index.
+    let rows: Vec<GroupRow> = with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(
-            "select u.id, u.tenant_id, t.slug as tenant_slug, u.vip, u.created_at, u.order_count \
+            "select u.id as user_id, u.tenant_id, t.slug as tenant_slug, u.vip, u.created_at, u.order_count, \
+             cast(null as text) as product_id, cast(null as text) as stock_id, cast(null as text) as sku, \
+             cast(null as text) as name, cast(null as bigint) as unit_price, cast(null as text) as currency, \
+             cast(null as boolean) as active, cast(null as bigint) as available \
              from users u join tenants t on t.id = u.tenant_id where ",
         );
         pool.push_any(&mut q, "u.id", users);
-        let customers = q
-            .build_query_as::<CustomerRecord>()
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .map(|c| (c.id.clone(), c))
-            .collect();
-        let mut lines = Vec::new();
-        if !stock_ids.is_empty() {
-            let mut q = sqlx::QueryBuilder::new(LINE_COLUMNS);
-            pool.push_any(&mut q, "s.id", stock_ids);
-            lines.extend(q.build_query_as::<LineRecord>().fetch_all(pool).await?);
+        q.push(" union all ").push(LINE_COLUMNS);
+        pool.push_any(&mut q, "s.id", stock_ids);
+        q.push(" union all ").push(LINE_COLUMNS);
+        pool.push_any(&mut q, "p.tenant_id", sku_tenants);
+        q.push(" and ");
+        pool.push_any(&mut q, "p.sku", skus);
+        q.build_query_as::<GroupRow>().fetch_all(pool).await?
+    });
+    let mut customers = HashMap::new();
+    let mut lines = Vec::new();
+    for row in rows {
+        match row {
+            GroupRow {
+                user_id: Some(id),
+                tenant_id,
+                tenant_slug: Some(tenant_slug),
+                vip: Some(vip),
+                created_at: Some(created_at),
+                order_count: Some(order_count),
+                ..
+            } => {
+                customers.insert(
+                    id,
+                    CustomerRecord {
+                        tenant_id,
+                        tenant_slug,
+                        vip,
+                        created_at,
+                        order_count,
+                    },
+                );
+            }
+            GroupRow {
+                tenant_id,
+                product_id: Some(product_id),
+                stock_id: Some(stock_id),
+                sku: Some(sku),
+                name: Some(name),
+                unit_price: Some(unit_price),
+                currency: Some(currency),
+                active: Some(active),
+                available: Some(available),
+                ..
+            } => lines.push(LineRecord {
+                tenant_id,
+                line: CatalogLine {
+                    product_id,
+                    stock_id,
+                    sku,
+                    name,
+                    unit_price,
+                    currency,
+                    active,
+                    available,
+                },
+            }),
+            _ => {}
         }
-        if !skus.is_empty() {
-            // Every (tenant, sku) pair of the group: rows of other pairs are filtered out
-            // per request in `Found::answer`.
-            let mut q = sqlx::QueryBuilder::new(LINE_COLUMNS);
-            pool.push_any(&mut q, "p.tenant_id", sku_tenants);
-            q.push(" and ");
-            pool.push_any(&mut q, "p.sku", skus);
-            lines.extend(q.build_query_as::<LineRecord>().fetch_all(pool).await?);
-        }
-        Ok(Found { customers, lines })
-    })
+    }
+    Ok(Found { customers, lines })
 }
