@@ -122,6 +122,9 @@ impl JobQueue for DbQueue {
     ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>> {
         Box::pin(async move {
             let mut jobs = with_pool!(&self.store, pool => {
+                // SQLite: the claim writes; wait for this process's write turn rather than
+                // in SQLite's busy handler.
+                let _turn = pool.write_turn().await;
                 // A job whose worker died goes back to the queue once its lease ran out
                 // (its attempt stays counted). Looked for first with a read (an index
                 // probe that finds nothing almost always), so an idle claim takes no

@@ -8,7 +8,13 @@
 
 pub mod batch;
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    str::FromStr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use sqlx::{
     PgPool, SqlitePool,
@@ -163,9 +169,15 @@ pub trait WritePool {
     /// Begins a transaction that will write. SQLite: `BEGIN IMMEDIATE`, so the single
     /// writer lock is taken up front and a later write cannot fail with a stale snapshot;
     /// PostgreSQL: a plain `BEGIN` (rows are locked as they are touched).
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    fn begin_write(&self) -> impl Future<Output = Result<WriteTx<Self::Db>, sqlx::Error>> + Send;
+
+    /// Waits for this process's turn to write to the database: SQLite has one writer per
+    /// file, and a writer that finds the file locked sleeps in SQLite's busy handler
+    /// (1, 2, 5, 10 … 100 ms), which under load was most of the embedded store's p99 and
+    /// left a third of the machine idle. Writers of one process therefore queue here, in
+    /// FIFO order, and only writers of other processes meet the busy handler. PostgreSQL
+    /// locks rows, not the database: no turn to wait for (`None`).
+    fn write_turn(&self) -> impl Future<Output = Option<WriteTurn>> + Send;
 
     /// Row-lock clause for a `select` that is followed by writes to the same rows:
     /// `for update` on PostgreSQL; nothing on SQLite, whose writer already excludes others.
@@ -302,6 +314,53 @@ impl<'q, DB: sqlx::Database> Chain<'q, DB> {
     }
 }
 
+/// A process's turn to write to a SQLite file (see [`WritePool::write_turn`]); the turn
+/// passes on when this is dropped.
+pub type WriteTurn = tokio::sync::OwnedMutexGuard<()>;
+
+/// A write transaction, holding the process's write turn on SQLite until it commits or
+/// is dropped (rolled back). Dereferences to the connection, like `sqlx::Transaction`.
+#[derive(Debug)]
+pub struct WriteTx<DB: sqlx::Database> {
+    tx: sqlx::Transaction<'static, DB>,
+    _turn: Option<WriteTurn>,
+}
+
+impl<DB: sqlx::Database> WriteTx<DB> {
+    /// Commits, then passes the turn on.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> std::ops::DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
+}
+
+/// The write turn of each SQLite file this process opened, by file name. A static
+/// because the pool type (`SqlitePool`, shared by clones of `Store`) has no room for it
+/// and every pool on one file must share the same turn.
+fn sqlite_turn(pool: &SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: OnceLock<std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut turns = TURNS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    turns.entry(file).or_default().clone()
+}
+
 /// One column of a [`WritePool::push_rows`] insert.
 #[derive(Debug, Clone)]
 pub enum Col {
@@ -340,11 +399,14 @@ impl Col {
 impl WritePool for SqlitePool {
     type Db = sqlx::Sqlite;
 
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>> + Send
-    {
-        self.begin_with("BEGIN IMMEDIATE")
+    async fn begin_write(&self) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
+        let turn = self.write_turn().await;
+        let tx = self.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(WriteTx { tx, _turn: turn })
+    }
+
+    async fn write_turn(&self) -> Option<WriteTurn> {
+        Some(sqlite_turn(self).lock_owned().await)
     }
 
     fn for_update(&self) -> &'static str {
@@ -423,11 +485,15 @@ impl WritePool for SqlitePool {
 impl WritePool for PgPool {
     type Db = sqlx::Postgres;
 
-    fn begin_write(
-        &self,
-    ) -> impl Future<Output = Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>> + Send
-    {
-        self.begin()
+    async fn begin_write(&self) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        Ok(WriteTx {
+            tx: self.begin().await?,
+            _turn: None,
+        })
+    }
+
+    async fn write_turn(&self) -> Option<WriteTurn> {
+        None
     }
 
     fn for_update(&self) -> &'static str {
