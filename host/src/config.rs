@@ -136,6 +136,10 @@ pub struct Config {
     /// First retry delay in ms (doubles per attempt, ±25 % jitter, capped at 30 s).
     #[arg(long, env = "ORDERHOST_QUEUE_BACKOFF_MS", default_value_t = 200)]
     pub queue_backoff_ms: i64,
+    /// How long an `Idempotency-Key` is honoured after its first use, in seconds; after
+    /// that the key is free again and expired keys are swept.
+    #[arg(long, env = "ORDERHOST_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 3600)]
+    pub idempotency_ttl_secs: u64,
     /// Failed logins per account within the window before the account is throttled.
     #[arg(long, env = "ORDERHOST_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
@@ -170,6 +174,7 @@ impl Default for Config {
             queue_lease_ms: 30_000,
             queue_max_attempts: 5,
             queue_backoff_ms: 200,
+            idempotency_ttl_secs: 24 * 3600,
             login_max_failures: 5,
             login_ip_max_failures: 20,
             login_window_secs: 900,
@@ -242,6 +247,13 @@ impl Config {
             backoff_base_ms: self.queue_backoff_ms.max(0),
             backoff_max_ms: 30_000,
         }
+    }
+
+    /// How long an idempotency key is honoured, in ms (at least a minute).
+    pub fn idempotency_ttl_ms(&self) -> i64 {
+        i64::try_from(self.idempotency_ttl_secs.max(60))
+            .unwrap_or(i64::MAX / 1_000)
+            .saturating_mul(1_000)
     }
 
     /// Request timeout as a duration.

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use orderhost::orders::process::{process_claimed, run_once};
+use orderhost::orders::{
+    process::{process_claimed, run_once},
+    sweep_expired_keys,
+};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 
@@ -17,6 +20,7 @@ backend_tests!(
     an_order_is_priced_by_the_server_queued_and_confirmed,
     bad_orders_are_refused_with_reasons,
     idempotency_keys_make_retries_safe,
+    idempotency_keys_expire_and_are_swept,
     cancellation_releases_exactly_what_was_reserved,
     the_event_stream_follows_an_order_to_its_end,
     vip_orders_jump_the_queue,
@@ -367,6 +371,55 @@ async fn idempotency_keys_make_retries_safe(backend: Backend) {
         json_ok(send("k-1", 2).await, StatusCode::ACCEPTED).await["id"],
         retried["id"]
     );
+}
+
+async fn idempotency_keys_expire_and_are_swept(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.workers = 0;
+        c.idempotency_ttl_secs = 3_600;
+        // The customer's access token must outlive the clock jumps below.
+        c.access_token_ttl_secs = 86_400;
+    })
+    .await;
+    let (_, a) = app.seed_product(None, "A", 500, 100).await;
+    let token = customer(&app, "eve@example.com", false).await;
+    let send = |quantity: i64| {
+        let (url, token, a) = (app.url("/order"), token.clone(), a.clone());
+        async move {
+            new_client()
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", "k-day")
+                .json(&json!({ "lines": [{ "stockId": a, "quantity": quantity }] }))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = json_ok(send(2).await, StatusCode::ACCEPTED).await;
+    // Within its lifetime the key stays bound to its first body.
+    app.advance(3_599_000);
+    assert_error(
+        send(3).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "IDEMPOTENCY_KEY_REUSED",
+    )
+    .await;
+    // Past it, the key is free again (even before a sweep removed it): a new order.
+    app.advance(2_000);
+    let second = json_ok(send(3).await, StatusCode::ACCEPTED).await;
+    assert_ne!(second["id"], first["id"]);
+    assert_eq!(
+        json_ok(send(3).await, StatusCode::ACCEPTED).await["id"],
+        second["id"],
+        "the renewed key replays its new first response"
+    );
+    // The sweep removes keys past their lifetime and nothing younger.
+    assert_eq!(sweep_expired_keys(&app.state).await.unwrap(), 0);
+    app.advance(3_601_000);
+    assert_eq!(sweep_expired_keys(&app.state).await.unwrap(), 1);
+    assert_eq!(app.scalar("select count(*) from idempotency_keys").await, 0);
+    assert_eq!(app.scalar("select count(*) from orders").await, 2);
 }
 
 async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {

@@ -25,6 +25,7 @@ macro_rules! record_event {
 }
 
 mod place;
+pub use place::sweep_expired_keys;
 pub mod process;
 pub mod reader;
 mod routes;

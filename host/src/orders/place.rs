@@ -27,6 +27,7 @@ use crate::{
         EvalMode, Evaluation,
         types::{Customer, OrderContext, OrderLine, Quote, Violation},
     },
+    store::WritePool as _,
     with_pool,
 };
 
@@ -438,10 +439,11 @@ async fn begin_idempotent(
         state: String,
         response_status: Option<i32>,
         response_body: Option<String>,
+        created_at: i64,
         updated_at: i64,
     }
     let stored = with_pool!(&state.store, pool => sqlx::query_as::<_, Stored>(
-        "select request_hash, state, response_status, response_body, updated_at from idempotency_keys \
+        "select request_hash, state, response_status, response_body, created_at, updated_at from idempotency_keys \
          where tenant_id = $1 and user_id = $2 and key = $3",
     )
     .bind(&actor.tenant_id)
@@ -450,6 +452,29 @@ async fn begin_idempotent(
     .fetch_optional(pool)
     .await?)
     .ok_or_else(|| ApiError::unavailable("idempotency key vanished while being read"))?;
+    if stored.created_at < now - state.config.idempotency_ttl_ms() {
+        // Expired (the sweep has not removed it yet): the key is free again. Taken over
+        // under a guard, so of two requests reusing it only one proceeds.
+        let taken = with_pool!(&state.store, pool => sqlx::query(
+            "update idempotency_keys set request_hash = $1, state = 'in_flight', response_status = null, \
+             response_body = null, created_at = $2, updated_at = $2 \
+             where tenant_id = $3 and user_id = $4 and key = $5 and created_at = $6",
+        )
+        .bind(&hash)
+        .bind(now)
+        .bind(&actor.tenant_id)
+        .bind(&actor.user_id)
+        .bind(&key)
+        .bind(stored.created_at)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        return if taken == 1 {
+            Ok(Idempotency::Proceed(Some((key, hash))))
+        } else {
+            Err(in_flight())
+        };
+    }
     if stored.request_hash != hash {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -490,6 +515,21 @@ async fn begin_idempotent(
         }
         _ => Err(in_flight()),
     }
+}
+
+/// Deletes the idempotency keys older than the configured lifetime (a key in flight
+/// that old belongs to a request that died long ago). Run by the workers now and then;
+/// returns how many went.
+pub async fn sweep_expired_keys(state: &AppState) -> Result<u64, sqlx::Error> {
+    let cutoff = state.clock.now_ms() - state.config.idempotency_ttl_ms();
+    with_pool!(&state.store, pool => {
+        let _turn = pool.write_turn().await;
+        sqlx::query("delete from idempotency_keys where created_at < $1")
+            .bind(cutoff)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    })
 }
 
 /// How long a key may stay in flight before another request with it may take over.

@@ -365,14 +365,27 @@ async fn give_up_or_retry(
     Ok(true)
 }
 
+/// How often a worker sweeps expired idempotency keys.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 /// A worker: claims and settles batches until `stop` turns true. Wakes early when an
 /// order is accepted in this process; polls otherwise (other processes share the table).
 pub async fn run_worker(state: AppState, worker: String, mut stop: watch::Receiver<bool>) {
     tracing::info!(%worker, "order worker started");
     let mut failures: u32 = 0;
+    let mut last_sweep = tokio::time::Instant::now();
     loop {
         if *stop.borrow() {
             break;
+        }
+        // Housekeeping rides along with the workers (any process that runs them).
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = tokio::time::Instant::now();
+            match super::sweep_expired_keys(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(keys = n, "expired idempotency keys swept"),
+                Err(error) => tracing::warn!(%error, "sweeping idempotency keys failed"),
+            }
         }
         let wake = state.work.clone();
         let notified = wake.notified();
