@@ -277,22 +277,31 @@ async fn drive(
         tokens.push((format!("Bearer {}", login(email).await), vip));
     }
 
-    // Fire.
-    let order_url = reqwest::Url::parse(&format!("{base}/order")).unwrap();
+    // Fire. Each of the `concurrency` clients owns one keep-alive HTTP/1.1 connection
+    // (hyper's client connection, no pool: the generator's own cost per request stays
+    // small, since it shares the machine's two cores with the server).
+    let authority = base.trim_start_matches("http://").to_owned();
     let cpu_before = machine_cpu();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + timeout;
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
-            let (client, order_url, next, tokens, stock_ids) = (
-                client.clone(),
-                order_url.clone(),
+            let (authority, next, tokens, stock_ids) = (
+                authority.clone(),
                 next.clone(),
                 tokens.clone(),
                 stock_ids.clone(),
             );
             tokio::spawn(async move {
+                use http_body_util::BodyExt as _;
+                let stream = tokio::net::TcpStream::connect(&authority).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(connection);
                 let mut placed = Vec::new();
                 let mut latencies = Vec::new();
                 let mut rejected = 0usize;
@@ -308,45 +317,55 @@ async fn drive(
                     if hot {
                         lines.push(json!({ "stockId": stock_ids[0], "quantity": 1 }));
                     }
-                    // The body is ready before the clock starts; the URL is parsed once.
-                    let body = serde_json::to_vec(&json!({ "lines": lines })).unwrap();
+                    // The request is ready before the clock starts.
+                    let request = hyper::Request::post("/order")
+                        .header(hyper::header::HOST, authority.as_str())
+                        .header(hyper::header::AUTHORIZATION, token.as_str())
+                        .header(hyper::header::CONTENT_TYPE, "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(
+                            serde_json::to_vec(&json!({ "lines": lines })).unwrap(),
+                        )))
+                        .unwrap();
                     let t = Instant::now();
-                    let response = client
-                        .post(order_url.clone())
-                        .header(reqwest::header::AUTHORIZATION, token.as_str())
-                        .header(reqwest::header::CONTENT_TYPE, "application/json")
-                        .body(body)
-                        .send()
-                        .await;
+                    let response = match sender.ready().await {
+                        Ok(()) => sender.send_request(request).await,
+                        Err(e) => Err(e),
+                    };
+                    let response = match response {
+                        Ok(r) => {
+                            let status = r.status();
+                            r.into_body()
+                                .collect()
+                                .await
+                                .map(|body| (status, body.to_bytes()))
+                        }
+                        Err(e) => Err(e),
+                    };
                     let elapsed = t.elapsed();
                     match response {
-                        Ok(r) if r.status().as_u16() == 202 => {
+                        Ok((status, body)) if status.as_u16() == 202 => {
                             latencies.push(elapsed);
                             #[derive(serde::Deserialize)]
                             struct Accepted {
                                 id: String,
                             }
-                            let body: Accepted =
-                                serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+                            let body: Accepted = serde_json::from_slice(&body).unwrap();
                             placed.push(Placed {
                                 id: body.id,
                                 vip: *vip,
                                 hot,
                             });
                         }
-                        Ok(r) => {
+                        Ok((status, body)) => {
                             rejected += 1;
                             if rejected < 5 {
-                                eprintln!(
-                                    "rejected: {} {}",
-                                    r.status(),
-                                    r.text().await.unwrap_or_default()
-                                );
+                                eprintln!("rejected: {status} {}", String::from_utf8_lossy(&body));
                             }
                         }
                         Err(e) => {
                             rejected += 1;
                             eprintln!("request failed: {e}");
+                            break;
                         }
                     }
                 }

@@ -160,7 +160,8 @@ impl Store {
     }
 }
 
-/// The dialect forks of write transactions and row locking, side by side. Bodies run
+/// The dialect forks — write transactions and turns, row locking, list and row binds,
+/// statement chains — side by side. Bodies run
 /// through [`with_pool!`] call these as methods on the concrete pool.
 pub trait WritePool {
     /// The database of the pool.
@@ -237,9 +238,9 @@ pub trait WritePool {
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 }
 
-/// Data-modifying statements that run together: on PostgreSQL as ONE statement (all but
-/// the last as `with sN as (…)` data-modifying CTEs, which PostgreSQL runs to completion
-/// whether or not the main statement reads them), so a group write is one round trip
+/// Data-modifying statements that run together: on PostgreSQL as ONE statement (each as a
+/// `with sN as (…)` data-modifying CTE, which PostgreSQL runs to completion whether or not
+/// the main statement reads it; the main statement counts the last one's rows), so a group write is one round trip
 /// instead of one per table — on a busy 2-core machine each round trip also costs a
 /// wake-up of the server process and of ours; on SQLite (no data-modifying CTEs, and an
 /// in-process call per statement anyway) one after another. The statements must not
