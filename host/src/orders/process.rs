@@ -273,7 +273,7 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
         }
         // Settled: the job's work is done and the order row is the record.
         let q = chain.statement("delete from jobs where ");
-        pool.push_any(q, "id", jobs.iter().map(|job| job.id.clone()).collect());
+        pool.push_any(q, "order_id", jobs.iter().map(|job| job.order_id.clone()).collect());
         // Last, so its row count is what the chain returns: every stock row's reservation
         // in one statement. The guard `available >= qty` still backs the decision made
         // above under the rows' locks: if it ever refuses a row, the transaction fails
@@ -317,12 +317,12 @@ async fn give_up_or_retry(
         let run_at = now + config.backoff_ms(attempts);
         with_pool!(&state.store, pool => sqlx::query(
             "update jobs set status = 'queued', run_at = $1, lease_until = null, leased_by = null, \
-             last_error = $2, updated_at = $3 where id = $4 and status = 'leased' and leased_by = $5",
+             last_error = $2, updated_at = $3 where order_id = $4 and status = 'leased' and leased_by = $5",
         )
         .bind(run_at)
         .bind(&error)
         .bind(now)
-        .bind(&job.id)
+        .bind(&job.order_id)
         .bind(worker)
         .execute(pool)
         .await
@@ -335,11 +335,11 @@ async fn give_up_or_retry(
         let mut tx = pool.begin_write().await?;
         let buried = sqlx::query(
             "update jobs set status = 'dead', lease_until = null, last_error = $1, updated_at = $2 \
-             where id = $3 and status = 'leased' and leased_by = $4",
+             where order_id = $3 and status = 'leased' and leased_by = $4",
         )
         .bind(&error)
         .bind(now)
-        .bind(&job.id)
+        .bind(&job.order_id)
         .bind(worker)
         .execute(&mut *tx)
         .await?

@@ -149,7 +149,7 @@ impl JobQueue for DbQueue {
                 let sql = format!(
                     "update jobs set status = 'leased', lease_until = $1, leased_by = $2, \
                      attempts = attempts + 1, updated_at = $3 \
-                     where id in (select id from jobs where status = 'queued' and run_at <= $3 \
+                     where order_id in (select order_id from jobs where status = 'queued' and run_at <= $3 \
                         order by priority desc, created_at, id limit $4 {}) \
                      returning id, order_id, tenant_id, priority, attempts, max_attempts, created_at",
                     pool.skip_locked()
