@@ -1,6 +1,6 @@
 //! What the order path needs from the catalog: how a client names an item, and the
 //! catalog's view of it (product, stock item, price, availability). The order path reads
-//! these rows together with the customer in one query (`orders::place`).
+//! these rows together with the customer, for many orders at once (`orders::reader`).
 
 /// How a client names an order line's item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -9,6 +9,16 @@ pub enum LineRef {
     Stock(String),
     /// By product sku.
     Sku(String),
+}
+
+impl LineRef {
+    /// Whether this reference names `line`.
+    pub fn names(&self, line: &CatalogLine) -> bool {
+        match self {
+            Self::Stock(id) => &line.stock_id == id,
+            Self::Sku(sku) => &line.sku == sku,
+        }
+    }
 }
 
 /// An order line's item as the catalog knows it.
@@ -35,13 +45,6 @@ pub struct CatalogLine {
 /// Pairs each reference with the row it names, `None` where no row matches.
 pub fn match_refs(refs: &[LineRef], rows: &[CatalogLine]) -> Vec<Option<CatalogLine>> {
     refs.iter()
-        .map(|r| {
-            rows.iter()
-                .find(|row| match r {
-                    LineRef::Stock(id) => &row.stock_id == id,
-                    LineRef::Sku(sku) => &row.sku == sku,
-                })
-                .cloned()
-        })
+        .map(|r| rows.iter().find(|row| r.names(row)).cloned())
         .collect()
 }

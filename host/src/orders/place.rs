@@ -453,27 +453,17 @@ async fn begin_idempotent(
     .await?)
     .ok_or_else(|| ApiError::unavailable("idempotency key vanished while being read"))?;
     if stored.created_at < now - state.config.idempotency_ttl_ms() {
-        // Expired (the sweep has not removed it yet): the key is free again. Taken over
-        // under a guard, so of two requests reusing it only one proceeds.
-        let taken = with_pool!(&state.store, pool => sqlx::query(
-            "update idempotency_keys set request_hash = $1, state = 'in_flight', response_status = null, \
-             response_body = null, created_at = $2, updated_at = $2 \
-             where tenant_id = $3 and user_id = $4 and key = $5 and created_at = $6",
+        // Expired (the sweep has not removed it yet): the key is free again, with a new
+        // lifetime from now.
+        return take_over(
+            state,
+            actor,
+            key,
+            hash,
+            now,
+            (stored.state.as_str(), stored.created_at, stored.updated_at),
         )
-        .bind(&hash)
-        .bind(now)
-        .bind(&actor.tenant_id)
-        .bind(&actor.user_id)
-        .bind(&key)
-        .bind(stored.created_at)
-        .execute(pool)
-        .await?
-        .rows_affected());
-        return if taken == 1 {
-            Ok(Idempotency::Proceed(Some((key, hash))))
-        } else {
-            Err(in_flight())
-        };
+        .await;
     }
     if stored.request_hash != hash {
         return Err(ApiError::new(
@@ -494,26 +484,55 @@ async fn begin_idempotent(
         }
         ("in_flight", _, _) if stored.updated_at < now - STALE_IN_FLIGHT_MS => {
             // The request that took the key died before settling it (a crash, a lost
-            // connection to the database): take the key over, once, under a guard.
-            let taken = with_pool!(&state.store, pool => sqlx::query(
-                "update idempotency_keys set updated_at = $1 where tenant_id = $2 and user_id = $3 \
-                 and key = $4 and state = 'in_flight' and updated_at = $5",
+            // connection to the database): take the key over, keeping its lifetime.
+            take_over(
+                state,
+                actor,
+                key,
+                hash,
+                stored.created_at,
+                (stored.state.as_str(), stored.created_at, stored.updated_at),
             )
-            .bind(now)
-            .bind(&actor.tenant_id)
-            .bind(&actor.user_id)
-            .bind(&key)
-            .bind(stored.updated_at)
-            .execute(pool)
-            .await?
-            .rows_affected());
-            if taken == 1 {
-                Ok(Idempotency::Proceed(Some((key, hash))))
-            } else {
-                Err(in_flight())
-            }
+            .await
         }
         _ => Err(in_flight()),
+    }
+}
+
+/// Takes a key over for this request (its body's `hash`, in flight, `created_at`), under
+/// a guard on the row as it was read (`seen` = state, created_at, updated_at): of two requests
+/// taking the same key over, only one proceeds; the other is told the key is in flight.
+async fn take_over(
+    state: &AppState,
+    actor: &AuthUser,
+    key: String,
+    hash: String,
+    created_at: i64,
+    seen: (&str, i64, i64),
+) -> Result<Idempotency, ApiError> {
+    let now = state.clock.now_ms();
+    let taken = with_pool!(&state.store, pool => sqlx::query(
+        "update idempotency_keys set request_hash = $1, state = 'in_flight', response_status = null, \
+         response_body = null, created_at = $2, updated_at = $3 \
+         where tenant_id = $4 and user_id = $5 and key = $6 and state = $7 and created_at = $8 \
+         and updated_at = $9",
+    )
+    .bind(&hash)
+    .bind(created_at)
+    .bind(now)
+    .bind(&actor.tenant_id)
+    .bind(&actor.user_id)
+    .bind(&key)
+    .bind(seen.0)
+    .bind(seen.1)
+    .bind(seen.2)
+    .execute(pool)
+    .await?
+    .rows_affected());
+    if taken == 1 {
+        Ok(Idempotency::Proceed(Some((key, hash))))
+    } else {
+        Err(in_flight())
     }
 }
 

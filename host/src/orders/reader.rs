@@ -116,12 +116,7 @@ impl Found {
             .lines
             .iter()
             .filter(|r| r.tenant_id == request.tenant_id)
-            .filter(|r| {
-                request.refs.iter().any(|x| match x {
-                    LineRef::Stock(id) => &r.line.stock_id == id,
-                    LineRef::Sku(sku) => &r.line.sku == sku,
-                })
-            })
+            .filter(|r| request.refs.iter().any(|x| x.names(&r.line)))
             .map(|r| r.line.clone())
             .collect();
         Ok((
