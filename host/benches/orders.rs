@@ -13,7 +13,8 @@
 //! ```
 //!
 //! Knobs (env): LOADGEN_ORDERS (5000), LOADGEN_CONCURRENCY (64), LOADGEN_USERS (100),
-//! LOADGEN_WORKERS (1), LOADGEN_BATCH (256), LOADGEN_TIMEOUT_SECS (300).
+//! LOADGEN_WORKERS (1), LOADGEN_BATCH (256), LOADGEN_TIMEOUT_SECS (300); on SQLite,
+//! ORDERHOST_SQLITE_SYNCHRONOUS (full).
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
 use std::{
@@ -128,6 +129,13 @@ fn main() {
         store: StoreConfig {
             database_url: database.url.clone(),
             db_max_connections: env_num("LOADGEN_DB_CONNECTIONS", 16) as u32,
+            // As `serve` reads it: `full` (default) or `normal`, to measure the cost of
+            // flushing every commit.
+            sqlite_synchronous: std::env::var("ORDERHOST_SQLITE_SYNCHRONOUS")
+                .ok()
+                .map(|v| clap::ValueEnum::from_str(&v, true).expect("full or normal"))
+                .unwrap_or(orderhost::config::SqliteSynchronous::Full),
+            ..StoreConfig::default()
         },
         bind: "127.0.0.1:0".parse().unwrap(),
         workers,

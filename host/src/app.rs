@@ -128,6 +128,7 @@ impl App {
 /// state shared by the HTTP server and the workers.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
     config.validate()?;
+    config.store.check_durability(config.environment)?;
     let _ = crate::observability::metrics_handle();
     // Compiling the components is CPU work: keep it off the async threads.
     let policies_dir = config.policies_dir.clone();

@@ -1,5 +1,6 @@
-//! The command line: `serve`, `migrate`, `user create`, `tenant create`. Every option has
-//! an environment variable and a default, so `orderhost serve` needs nothing.
+//! The command line: `serve`, `worker`, `migrate`, `user create`, `tenant create`,
+//! `catalog import`, `backup`, `restore`. Every option has an environment variable and a
+//! default, so `orderhost serve` needs nothing.
 
 use std::{io::BufRead as _, process::ExitCode};
 
@@ -45,6 +46,35 @@ pub enum Command {
     /// Manage the catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Write a consistent copy of the embedded SQLite database to FILE while the service
+    /// runs (PostgreSQL: use pg_dump or base backups).
+    Backup(BackupArgs),
+    /// Replace the embedded SQLite database by a backup, after checking it; stop every
+    /// orderhost using the database first.
+    Restore(RestoreArgs),
+}
+
+/// Arguments of `backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Database settings (the database to copy).
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// The backup file to write; it must not exist.
+    pub file: std::path::PathBuf,
+}
+
+/// Arguments of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Database settings (the database to replace).
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// The backup file, as written by `orderhost backup`.
+    pub file: std::path::PathBuf,
+    /// Replace an existing database (refused anyway while a process has it open).
+    #[arg(long, env = "ORDERHOST_RESTORE_FORCE", default_value_t = false)]
+    pub force: bool,
 }
 
 /// Catalog commands.
@@ -147,6 +177,29 @@ pub async fn main() -> anyhow::Result<()> {
             let store = Store::connect(&store).await?;
             store.migrate().await?;
             tracing::info!(backend = store.backend(), "migrations applied");
+            Ok(())
+        }
+        Command::Backup(args) => {
+            let summary = crate::store::backup::backup(&args.store, &args.file).await?;
+            println!(
+                "backup written to {}: {} orders, schema version {}, {} bytes",
+                args.file.display(),
+                summary.orders,
+                summary.schema_version,
+                summary.bytes
+            );
+            Ok(())
+        }
+        Command::Restore(args) => {
+            let summary =
+                crate::store::backup::restore(&args.store, &args.file, args.force).await?;
+            println!(
+                "restored {} into {}: {} orders, schema version {}",
+                args.file.display(),
+                args.store.database_url,
+                summary.orders,
+                summary.schema_version
+            );
             Ok(())
         }
         Command::User(UserCommand::Create(args)) => create_user(args).await,

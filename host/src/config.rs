@@ -34,6 +34,36 @@ pub struct StoreConfig {
     /// Largest number of pooled database connections.
     #[arg(long, env = "ORDERHOST_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// SQLite only: when a commit reaches the disk. `full` flushes the write-ahead log at
+    /// every commit, so an order answered 202 survives a power loss or kernel crash;
+    /// `normal` flushes only at checkpoints: a process crash still loses nothing, but a
+    /// power loss or kernel crash can roll back the last commits (orders already answered
+    /// 202). Production refuses `normal` unless `ORDERHOST_SQLITE_ACCEPT_DATA_LOSS=true`.
+    #[arg(
+        long,
+        env = "ORDERHOST_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value_t = SqliteSynchronous::Full
+    )]
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// Acknowledges that `ORDERHOST_SQLITE_SYNCHRONOUS=normal` can lose accepted orders on
+    /// a power loss or kernel crash; production starts with `normal` only when this is set.
+    #[arg(
+        long,
+        env = "ORDERHOST_SQLITE_ACCEPT_DATA_LOSS",
+        default_value_t = false
+    )]
+    pub sqlite_accept_data_loss: bool,
+}
+
+/// When a SQLite commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SqliteSynchronous {
+    /// The write-ahead log is flushed at every commit: a 202 survives a power loss.
+    Full,
+    /// The log is flushed at checkpoints only: a power loss or kernel crash can roll back
+    /// the last commits; a process crash loses nothing.
+    Normal,
 }
 
 /// Default database: an embedded SQLite file next to the working directory.
@@ -44,7 +74,39 @@ impl Default for StoreConfig {
         Self {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             db_max_connections: 16,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            sqlite_accept_data_loss: false,
         }
+    }
+}
+
+/// A store setting that this environment refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreConfigError {
+    /// Production with commits that a power loss can roll back, not acknowledged.
+    #[error(
+        "ORDERHOST_SQLITE_SYNCHRONOUS=normal is refused in production: a power loss or kernel crash can roll back orders already answered 202. Use full (the default), or set ORDERHOST_SQLITE_ACCEPT_DATA_LOSS=true to accept that risk"
+    )]
+    UnacknowledgedDataLoss,
+}
+
+impl StoreConfig {
+    /// Whether the database is the embedded SQLite file (or memory).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.trim().starts_with("sqlite:")
+    }
+
+    /// Checks the durability setting against the environment: production refuses
+    /// `sqlite_synchronous = normal` on SQLite unless the risk is acknowledged.
+    pub fn check_durability(&self, environment: Environment) -> Result<(), StoreConfigError> {
+        if environment == Environment::Production
+            && self.is_sqlite()
+            && self.sqlite_synchronous == SqliteSynchronous::Normal
+            && !self.sqlite_accept_data_loss
+        {
+            return Err(StoreConfigError::UnacknowledgedDataLoss);
+        }
+        Ok(())
     }
 }
 

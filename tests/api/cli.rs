@@ -120,6 +120,7 @@ async fn user_create_bootstraps_an_operator_with_a_stdin_password() {
         store: orderhost::config::StoreConfig {
             database_url: format!("sqlite://{}", dir.path().join("cli.db").display()),
             db_max_connections: 4,
+            ..Default::default()
         },
         bind: "127.0.0.1:0".parse().unwrap(),
         ..Default::default()

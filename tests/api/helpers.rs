@@ -167,6 +167,7 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Config
         store: StoreConfig {
             database_url,
             db_max_connections: 8,
+            ..StoreConfig::default()
         },
         environment: Environment::Development,
         bind: "127.0.0.1:0".parse().expect("address"),

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod catalog;
 mod cli;
+mod durability;
 mod health_docs;
 mod http_edge;
 mod orders;

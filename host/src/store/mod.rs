@@ -6,6 +6,7 @@
 //! either pool through [`with_pool!`]; the few places where the dialects must differ are
 //! kept side by side in this module.
 
+pub mod backup;
 pub mod batch;
 
 use std::{
@@ -22,7 +23,7 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
-use crate::config::StoreConfig;
+use crate::config::{SqliteSynchronous as Synchronous, StoreConfig};
 
 /// Id of the tenant that exists on every installation (seeded by the first migration).
 pub const DEFAULT_TENANT_ID: &str = "00000000-0000-0000-0000-000000000001";
@@ -84,6 +85,27 @@ pub fn sqlite_path(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
+/// The SQLite schema's migrations (also what a restored backup is checked against).
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The connection options every orderhost connection to the SQLite file at `url` uses.
+fn sqlite_options(url: &str, sync: Synchronous) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str(url)
+        .map_err(StoreError::Connect)?
+        // WAL lets readers run beside the single writer; busy_timeout makes a writer wait
+        // for the lock instead of failing at once.
+        .journal_mode(SqliteJournalMode::Wal)
+        // FULL: the WAL is fsynced at every commit, so a 202 survives a power loss. Its
+        // cost is one fsync per write transaction, which the group writes and batch
+        // settlements already share between many orders (README, "Order benchmark").
+        .synchronous(match sync {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true))
+}
+
 impl Store {
     /// Opens a pool for `cfg.database_url`, creating the SQLite file and its folder if
     /// missing.
@@ -98,15 +120,15 @@ impl Store {
                     source,
                 })?;
             }
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(StoreError::Connect)?
-                .create_if_missing(true)
-                // WAL lets readers run beside the single writer; busy_timeout makes a
-                // writer wait for the lock instead of failing at once.
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true);
+            let options = sqlite_options(url, cfg.sqlite_synchronous)?.create_if_missing(true);
+            if cfg.sqlite_synchronous == Synchronous::Normal {
+                tracing::warn!(
+                    "ORDERHOST_SQLITE_SYNCHRONOUS=normal: SQLite commits are not flushed to disk \
+                     before the answer, so a power loss or kernel crash can roll back the last \
+                     commits, orders already answered 202 included (a crash of the orderhost \
+                     process alone loses nothing); use full (the default) to keep every 202"
+                );
+            }
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.db_max_connections.max(1))
                 .acquire_timeout(Duration::from_secs(10))
@@ -126,16 +148,59 @@ impl Store {
                 .connect(url)
                 .await
                 .map_err(StoreError::Connect)?;
-            Ok(Self::Postgres(pool))
+            let store = Self::Postgres(pool);
+            // A 202 on PostgreSQL is durable because the server flushes its WAL before
+            // acknowledging the commit. orderhost never lowers `synchronous_commit`; a
+            // server (or role, or database) default of `off` would, so say so loudly.
+            match store.commit_durability().await {
+                Ok(setting) if setting == "off" => tracing::warn!(
+                    synchronous_commit = %setting,
+                    "PostgreSQL synchronous_commit is off for this role/database: a crash of \
+                     the database server can lose the last commits, orders already answered \
+                     202 included; set it to on (ALTER ROLE/DATABASE … SET synchronous_commit = on)"
+                ),
+                Ok(setting) => {
+                    tracing::debug!(synchronous_commit = %setting, "PostgreSQL commit durability")
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read PostgreSQL synchronous_commit")
+                }
+            }
+            Ok(store)
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// How durable a commit is, as the database reports it for a pooled connection:
+    /// SQLite's `synchronous` (`off`, `normal`, `full`, `extra`), PostgreSQL's
+    /// `synchronous_commit` (`on`, `off`, `local`, `remote_write`, `remote_apply`).
+    pub async fn commit_durability(&self) -> Result<String, sqlx::Error> {
+        match self {
+            Self::Sqlite(pool) => {
+                let level: i64 = sqlx::query_scalar("pragma synchronous")
+                    .fetch_one(pool)
+                    .await?;
+                Ok(match level {
+                    0 => "off",
+                    1 => "normal",
+                    2 => "full",
+                    _ => "extra",
+                }
+                .to_owned())
+            }
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("show synchronous_commit")
+                    .fetch_one(pool)
+                    .await
+            }
         }
     }
 
     /// Applies the migrations of this backend (one folder per dialect).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match self {
-            Self::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
             Self::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
