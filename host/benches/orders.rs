@@ -158,6 +158,7 @@ fn main() {
             &store,
             orderhost::store::DEFAULT_TENANT_ID,
             &Email::parse("admin@load.test").unwrap(),
+            None,
             &hash,
             Role::Admin,
             0,

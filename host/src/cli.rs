@@ -243,9 +243,14 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!(e.message))?;
     let hash = password::hash(password).await?;
     let now = SystemClock.now_ms();
-    let user = users::create(&store, &tenant_id, &email, &hash, args.role, now).await?;
+    let user = users::create(&store, &tenant_id, &email, None, &hash, args.role, now).await?;
     if args.vip {
-        users::update(&store, &tenant_id, email.as_str(), args.role, true, now).await?;
+        let change = users::UserUpdate {
+            role: args.role,
+            vip: true,
+            name: None,
+        };
+        users::update(&store, &tenant_id, email.as_str(), &change, now).await?;
     }
     println!(
         "user {} created in tenant {} with role {}",

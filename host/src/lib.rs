@@ -16,6 +16,7 @@ pub mod policy;
 pub mod queue;
 pub mod store;
 pub mod tenants;
+pub mod text;
 pub mod users;
 
 pub use app::{App, AppState};

@@ -228,7 +228,9 @@ async fn refresh_rotates_and_reuse_revokes_the_family(backend: Backend) {
     let body = json_ok(rotated, StatusCode::OK).await;
     let rotated_access = body["accessToken"].as_str().unwrap().to_owned();
 
-    // Replaying the rotated token (from a cookie-less client): reuse → family revoked.
+    // Replaying the rotated token (from a cookie-less client) after the grace window
+    // for concurrent refreshes: reuse → family revoked.
+    app.advance(orderhost::auth::ROTATION_GRACE_MS + 1_000);
     let replay = new_client()
         .post(app.url("/auth/refresh"))
         .header(header::COOKIE, &stolen_value)

@@ -300,6 +300,7 @@ impl TestApp {
             store,
             &tenant_id,
             &Email::parse(email).expect("email"),
+            None,
             &hash,
             role,
             self.clock_now(),

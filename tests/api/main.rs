@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod cli;
 mod durability;
+mod hardening;
 mod health_docs;
 mod http_edge;
 mod orders;

@@ -37,8 +37,11 @@ async fn customer(app: &TestApp, email: &str, vip: bool) -> String {
             &app.state.store,
             tenant,
             email,
-            orderhost::auth::Role::Customer,
-            true,
+            &orderhost::users::UserUpdate {
+                role: orderhost::auth::Role::Customer,
+                vip: true,
+                name: None,
+            },
             0,
         )
         .await

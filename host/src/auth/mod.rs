@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::{app::AppState, config::Config, http::error::ApiError};
 
-pub use routes::{check_password_shape, router};
+pub use routes::{ROTATION_GRACE_MS, check_password_shape, router};
 
 /// Name of the cookie holding the access token.
 pub const ACCESS_COOKIE: &str = "access_token";
@@ -97,42 +97,43 @@ impl AuthState {
     }
 }
 
-/// The authenticated caller, from a verified access token.
+/// The authenticated caller, from a verified access token: who it is and which tenant it
+/// belongs to — nothing more. The role is deliberately not taken from the token: a token
+/// lives 15 minutes, and an admin demoted in that time must lose its rights at once, so
+/// every role check reads the user's row ([`AuthUser::role`]).
 #[derive(Debug, Clone)]
 pub struct AuthUser {
     /// User id.
     pub user_id: String,
-    /// Tenant id.
+    /// Tenant id (a user never changes tenant).
     pub tenant_id: String,
-    /// Role at token issue.
-    pub role: Role,
-    /// VIP flag at token issue.
-    pub vip: bool,
 }
 
 impl AuthUser {
-    /// Whether the caller is an admin or an operator.
-    pub fn is_admin(&self) -> bool {
-        matches!(self.role, Role::Admin | Role::Operator)
+    /// The caller's role as its row says now; 401 when the account is gone.
+    pub async fn role(&self, store: &crate::store::Store) -> Result<Role, ApiError> {
+        crate::users::find_by_id(store, &self.user_id)
+            .await?
+            .filter(|u| u.tenant_id == self.tenant_id)
+            .map(|u| u.role())
+            .ok_or_else(|| ApiError::unauthenticated("the account no longer exists"))
     }
 
-    /// 403 unless the caller is an admin or an operator.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.is_admin() {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(
+    /// The caller's current role, or 403 unless it is an admin or an operator.
+    pub async fn require_admin(&self, store: &crate::store::Store) -> Result<Role, ApiError> {
+        match self.role(store).await? {
+            role @ (Role::Admin | Role::Operator) => Ok(role),
+            Role::Customer => Err(ApiError::forbidden(
                 "this action needs the admin or operator role",
-            ))
+            )),
         }
     }
 
-    /// 403 unless the caller is an operator.
-    pub fn require_operator(&self) -> Result<(), ApiError> {
-        if self.role == Role::Operator {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this action needs the operator role"))
+    /// 403 unless the caller is an operator now.
+    pub async fn require_operator(&self, store: &crate::store::Store) -> Result<(), ApiError> {
+        match self.role(store).await? {
+            Role::Operator => Ok(()),
+            _ => Err(ApiError::forbidden("this action needs the operator role")),
         }
     }
 }
@@ -183,8 +184,6 @@ impl FromRequestParts<AppState> for AuthUser {
         Ok(Self {
             user_id: claims.sub,
             tenant_id: claims.tenant,
-            role: claims.role,
-            vip: claims.vip,
         })
     }
 }

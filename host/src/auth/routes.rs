@@ -25,9 +25,9 @@ use crate::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
     },
-    store::Store,
+    store::{Store, WritePool as _},
     tenants,
-    users::{self, Email, UserRow, UserView},
+    users::{self, DisplayName, Email, UserRow, UserView},
     with_pool,
 };
 
@@ -52,6 +52,9 @@ pub struct RegisterRequest {
     pub email: String,
     /// Password, 8 to 128 characters.
     pub password: String,
+    /// Display name, optional (1–100 characters, one line), as the original service's
+    /// clients send it.
+    pub name: Option<String>,
     /// Tenant slug; the default tenant when absent.
     pub tenant: Option<String>,
 }
@@ -132,6 +135,7 @@ async fn register(
     Json(body): Json<RegisterRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let email = Email::parse(&body.email)?;
+    let name = DisplayName::parse_optional(body.name.as_deref())?;
     check_password_shape(&body.password)?;
     let tenant_id = tenants::resolve(&state.store, body.tenant.as_deref()).await?;
     let hash = password::hash(body.password)
@@ -141,6 +145,7 @@ async fn register(
         &state.store,
         &tenant_id,
         &email,
+        name.as_ref(),
         &hash,
         Role::Customer,
         state.clock.now_ms(),
@@ -181,7 +186,11 @@ async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<(CookieJar, Json<SessionResponse>), ApiError> {
     let tenant_id = tenants::resolve(&state.store, body.tenant.as_deref()).await?;
-    let email = body.email.trim().to_lowercase();
+    // The same normalization as at registration, so `ｄｕｐ@x.io` signs in as `dup@x.io`;
+    // an address that cannot be one is simply an unknown account.
+    let email = Email::parse(&body.email)
+        .map(|e| e.as_str().to_owned())
+        .unwrap_or_else(|_| body.email.trim().to_lowercase());
     let account = format!("{tenant_id}:{email}");
     let now = state.clock.now_ms();
     if let Err(secs) = state.auth.throttle.check(&account, &ip, now) {
@@ -211,32 +220,55 @@ async fn login(
         }
     };
     state.auth.throttle.clear_account(&account);
-    let (jar, session) = start_session(&state, jar, &user, None).await?;
+    let (jar, session) = start_session(&state, jar, &user).await?;
     tracing::info!(user = %user.id, "signed in");
     Ok((jar, Json(session)))
 }
 
-/// Issues an access token and a refresh token (a new family unless one is given), and
-/// puts both in cookies.
+/// Inserts a refresh token row (a macro: the executor is a pool or a transaction of
+/// either backend).
+macro_rules! insert_refresh {
+    ($executor:expr, $user:expr, $family:expr, $hash:expr, $expires_at:expr, $now:expr) => {
+        sqlx::query(
+            "insert into refresh_tokens (id, tenant_id, user_id, family_id, token_hash, expires_at, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(&$user.tenant_id)
+        .bind(&$user.id)
+        .bind($family)
+        .bind($hash)
+        .bind($expires_at)
+        .bind($now)
+        .execute($executor)
+        .await
+        .map(|_| ())
+    };
+}
+
+/// Issues an access token and a refresh token of a new family, and puts both in cookies.
 async fn start_session(
     state: &AppState,
     jar: CookieJar,
     user: &UserRow,
-    family: Option<String>,
 ) -> Result<(CookieJar, SessionResponse), ApiError> {
     let now = state.clock.now_ms();
-    let family = family.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let family = uuid::Uuid::now_v7().to_string();
     let refresh = new_refresh_token();
     let expires_at = now + state.auth.refresh_ttl_secs * 1000;
-    insert_refresh(
-        &state.store,
-        user,
-        &family,
-        &hash_refresh_token(&refresh),
-        expires_at,
-        now,
-    )
-    .await?;
+    let hash = hash_refresh_token(&refresh);
+    with_pool!(&state.store, pool => insert_refresh!(pool, user, &family, &hash, expires_at, now))?;
+    session(state, jar, user, refresh, now)
+}
+
+/// Puts an access token for `user` and the refresh token `refresh` in cookies.
+fn session(
+    state: &AppState,
+    jar: CookieJar,
+    user: &UserRow,
+    refresh: String,
+    now: i64,
+) -> Result<(CookieJar, SessionResponse), ApiError> {
     let (jar, session) = with_access_token(state, jar, user, now)?;
     let jar = jar.add(cookie(
         REFRESH_COOKIE,
@@ -312,63 +344,76 @@ struct RefreshRow {
     expires_at: i64,
     rotated_at: Option<i64>,
     revoked_at: Option<i64>,
+    revoked_reason: Option<String>,
 }
 
-async fn insert_refresh(
-    store: &Store,
-    user: &UserRow,
-    family: &str,
-    hash: &str,
-    expires_at: i64,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    with_pool!(store, pool => sqlx::query(
-        "insert into refresh_tokens (id, tenant_id, user_id, family_id, token_hash, expires_at, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $7)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(&user.tenant_id)
-    .bind(&user.id)
-    .bind(family)
-    .bind(hash)
-    .bind(expires_at)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map(|_| ()))
-}
+/// How long a rotated refresh token still yields its successor instead of counting as
+/// reuse: two tabs refreshing at once, or a client retrying a refresh whose answer it
+/// lost, must not end the session. Outside the window, reuse revokes the family.
+pub const ROTATION_GRACE_MS: i64 = 30_000;
+
+/// Why a family was revoked (stored, so a later refresh is reported as what it is).
+const REVOKED_LOGOUT: &str = "logout";
+const REVOKED_REUSE: &str = "reuse";
 
 async fn find_refresh(store: &Store, hash: &str) -> Result<Option<RefreshRow>, sqlx::Error> {
     with_pool!(store, pool => sqlx::query_as::<_, RefreshRow>(
-        "select id, user_id, family_id, expires_at, rotated_at, revoked_at from refresh_tokens where token_hash = $1",
+        "select id, user_id, family_id, expires_at, rotated_at, revoked_at, revoked_reason \
+         from refresh_tokens where token_hash = $1",
     )
     .bind(hash)
     .fetch_optional(pool)
     .await)
 }
 
-async fn revoke_family(store: &Store, family: &str, now: i64) -> Result<u64, sqlx::Error> {
+async fn revoke_family(
+    store: &Store,
+    family: &str,
+    reason: &str,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     with_pool!(store, pool => sqlx::query(
-        "update refresh_tokens set revoked_at = $1, updated_at = $1 where family_id = $2 and revoked_at is null",
+        "update refresh_tokens set revoked_at = $1, revoked_reason = $2, updated_at = $1 \
+         where family_id = $3 and revoked_at is null",
     )
     .bind(now)
+    .bind(reason)
     .bind(family)
     .execute(pool)
     .await
     .map(|r| r.rows_affected()))
 }
 
-/// Marks a token rotated; `false` when it was rotated or revoked concurrently.
-async fn mark_rotated(store: &Store, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    with_pool!(store, pool => sqlx::query(
-        "update refresh_tokens set rotated_at = $1, updated_at = $1 \
-         where id = $2 and rotated_at is null and revoked_at is null",
-    )
-    .bind(now)
-    .bind(id)
-    .execute(pool)
-    .await
-    .map(|r| r.rows_affected() == 1))
+/// Rotates `row` to `successor` in one write transaction: marks it rotated (guarded:
+/// `false` when another request rotated or revoked it first — on PostgreSQL that request
+/// holds the row until it commits, so its successor is visible once this returns) and
+/// inserts the successor in the same family.
+async fn rotate(
+    store: &Store,
+    row: &RefreshRow,
+    user: &UserRow,
+    successor_hash: &str,
+    expires_at: i64,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_write().await?;
+        let marked = sqlx::query(
+            "update refresh_tokens set rotated_at = $1, updated_at = $1 \
+             where id = $2 and rotated_at is null and revoked_at is null",
+        )
+        .bind(now)
+        .bind(&row.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked != 1 {
+            return Ok(false);
+        }
+        insert_refresh!(&mut *tx, user, &row.family_id, successor_hash, expires_at, now)?;
+        tx.commit().await?;
+        Ok(true)
+    })
 }
 
 fn refresh_refused(jar: CookieJar, code: &'static str, message: &str) -> (CookieJar, ApiError) {
@@ -379,8 +424,9 @@ fn refresh_refused(jar: CookieJar, code: &'static str, message: &str) -> (Cookie
 }
 
 /// Exchange the `refresh_token` cookie for a new access token and a new refresh token.
-/// Presenting a token that was already rotated revokes its whole family (a stolen token
-/// and its legitimate twin both stop working).
+/// Presenting a token that was rotated more than [`ROTATION_GRACE_MS`] ago revokes its
+/// whole family (a stolen token and its legitimate twin both stop working); within the
+/// window it yields the same successor as the first refresh did.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth",
     responses((status = 200, body = SessionResponse), (status = 401, body = ErrorEnvelope)))]
 async fn refresh(
@@ -394,68 +440,138 @@ async fn refresh(
             "no refresh_token cookie",
         ));
     };
+    match refresh_session(&state, &token).await {
+        Ok((user, refresh, now)) => match session(&state, jar.clone(), &user, refresh, now) {
+            Ok((jar, session)) => Ok((jar, Json(session))),
+            Err(e) => Err((jar, e)),
+        },
+        Err(Refused::Client(code, message)) => Err(refresh_refused(jar, code, message)),
+        Err(Refused::Server(e)) => Err((jar, e)),
+    }
+}
+
+/// Why a refresh gave no session.
+enum Refused {
+    /// The client's token is no good: 401 with this code, cookies cleared.
+    Client(&'static str, &'static str),
+    /// The service failed.
+    Server(ApiError),
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Server(e.into())
+    }
+}
+
+/// The user and the refresh token a valid `token` is exchanged for.
+async fn refresh_session(state: &AppState, token: &str) -> Result<(UserRow, String, i64), Refused> {
     let now = state.clock.now_ms();
-    let row = match find_refresh(&state.store, &hash_refresh_token(&token)).await {
-        Ok(Some(row)) => row,
-        Ok(None) => {
-            return Err(refresh_refused(
-                jar,
-                "INVALID_REFRESH_TOKEN",
-                "unknown refresh token",
-            ));
-        }
-        Err(e) => return Err((jar, e.into())),
-    };
-    if row.revoked_at.is_some() || row.rotated_at.is_some() {
-        return Err(reuse_detected(&state, jar, &row, now).await);
+    let row = find_refresh(&state.store, &hash_refresh_token(token))
+        .await?
+        .ok_or(Refused::Client(
+            "INVALID_REFRESH_TOKEN",
+            "unknown refresh token",
+        ))?;
+    if row.revoked_at.is_some() {
+        return Err(revoked(&row));
     }
     if row.expires_at <= now {
-        return Err(refresh_refused(
-            jar,
+        return Err(Refused::Client(
             "REFRESH_TOKEN_EXPIRED",
             "the refresh token has expired; sign in again",
         ));
     }
-    match mark_rotated(&state.store, &row.id, now).await {
-        Ok(true) => {}
-        // Lost a race with another use of the same token: that is reuse too.
-        Ok(false) => return Err(reuse_detected(&state, jar, &row, now).await),
-        Err(e) => return Err((jar, e.into())),
-    }
-    let user = match users::find_by_id(&state.store, &row.user_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => {
-            return Err(refresh_refused(
-                jar,
-                "INVALID_REFRESH_TOKEN",
-                "the account no longer exists",
-            ));
+    let user = users::find_by_id(&state.store, &row.user_id)
+        .await?
+        .ok_or(Refused::Client(
+            "INVALID_REFRESH_TOKEN",
+            "the account no longer exists",
+        ))?;
+    let successor = state.auth.keys.successor_refresh_token(token);
+    let rotated_now = match row.rotated_at {
+        None => {
+            let expires_at = now + state.auth.refresh_ttl_secs * 1000;
+            let hash = hash_refresh_token(&successor);
+            rotate(&state.store, &row, &user, &hash, expires_at, now).await?
         }
-        Err(e) => return Err((jar, e.into())),
+        Some(_) => false,
     };
-    match start_session(&state, jar.clone(), &user, Some(row.family_id)).await {
-        Ok((jar, session)) => Ok((jar, Json(session))),
-        Err(e) => Err((jar, e)),
+    if rotated_now {
+        return Ok((user, successor, now));
+    }
+    // Rotated already — by a concurrent request a moment ago, or long before.
+    let row = find_refresh(&state.store, &hash_refresh_token(token))
+        .await?
+        .ok_or(Refused::Client(
+            "INVALID_REFRESH_TOKEN",
+            "unknown refresh token",
+        ))?;
+    match row.rotated_at {
+        _ if row.revoked_at.is_some() => Err(revoked(&row)),
+        Some(at) if now - at <= ROTATION_GRACE_MS => {
+            let successor = current_successor(state, successor, now).await?;
+            tracing::info!(user = %row.user_id, "refresh within the rotation grace window: same successor");
+            Ok((user, successor, now))
+        }
+        _ => {
+            let revoked = revoke_family(&state.store, &row.family_id, REVOKED_REUSE, now).await?;
+            tracing::warn!(user = %row.user_id, revoked, "refresh token reuse: family revoked");
+            Err(Refused::Client(
+                "REFRESH_TOKEN_REUSED",
+                "this refresh token was already used; every session of its family is revoked, sign in again",
+            ))
+        }
     }
 }
 
-async fn reuse_detected(
+/// The live end of a rotation chain starting at `successor`: a successor that was itself
+/// rotated within the grace window hands on to its own (a few steps at most).
+async fn current_successor(
     state: &AppState,
-    jar: CookieJar,
-    row: &RefreshRow,
+    mut successor: String,
     now: i64,
-) -> (CookieJar, ApiError) {
-    match revoke_family(&state.store, &row.family_id, now).await {
-        Ok(n) => {
-            tracing::warn!(user = %row.user_id, revoked = n, "refresh token reuse: family revoked")
+) -> Result<String, Refused> {
+    for _ in 0..4 {
+        let Some(row) = find_refresh(&state.store, &hash_refresh_token(&successor)).await? else {
+            // Only when the secret changed since (a development restart).
+            return Err(Refused::Client(
+                "INVALID_REFRESH_TOKEN",
+                "unknown refresh token",
+            ));
+        };
+        if row.revoked_at.is_some() {
+            return Err(revoked(&row));
         }
-        Err(e) => return (jar, e.into()),
+        match row.rotated_at {
+            None => return Ok(successor),
+            Some(at) if now - at <= ROTATION_GRACE_MS => {
+                successor = state.auth.keys.successor_refresh_token(&successor);
+            }
+            Some(_) => break,
+        }
     }
-    refresh_refused(
-        jar,
+    Err(Refused::Client(
         "REFRESH_TOKEN_REUSED",
-        "this refresh token was already used; every session of its family is revoked, sign in again",
-    )
+        "this refresh token was already used; sign in again",
+    ))
+}
+
+/// A refresh with a token of a revoked family, reported as what it is.
+fn revoked(row: &RefreshRow) -> Refused {
+    if row.revoked_reason.as_deref() == Some(REVOKED_LOGOUT) {
+        tracing::info!(user = %row.user_id, "refresh after sign-out refused");
+        Refused::Client(
+            "SESSION_ENDED",
+            "this session was signed out; sign in again",
+        )
+    } else {
+        tracing::info!(user = %row.user_id, "refresh with a token of a revoked family refused");
+        Refused::Client(
+            "REFRESH_TOKEN_REUSED",
+            "this refresh token's family was revoked after a reuse; sign in again",
+        )
+    }
 }
 
 /// Sign out: revokes the refresh token's family and clears both cookies. Works without a
@@ -468,7 +584,13 @@ async fn logout(
     if let Some(token) = jar.get(REFRESH_COOKIE).map(|c| c.value().to_owned())
         && let Some(row) = find_refresh(&state.store, &hash_refresh_token(&token)).await?
     {
-        revoke_family(&state.store, &row.family_id, state.clock.now_ms()).await?;
+        revoke_family(
+            &state.store,
+            &row.family_id,
+            REVOKED_LOGOUT,
+            state.clock.now_ms(),
+        )
+        .await?;
         tracing::info!(user = %row.user_id, "signed out");
     }
     Ok((clear_cookies(jar), StatusCode::NO_CONTENT))

@@ -1,6 +1,7 @@
 //! Access tokens (HS256 JWTs) and refresh tokens (random, stored only as a SHA-256 hash).
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use hmac::{Hmac, Mac as _};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,16 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Key of [`JwtKeys::successor_refresh_token`], derived from the secret.
+    successor_key: Vec<u8>,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -60,7 +71,17 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            successor_key: hmac(secret, b"orderhost refresh-token successor v1").to_vec(),
         }
+    }
+
+    /// The refresh token that replaces `parent` when it is rotated: an HMAC of it under a
+    /// key derived from the secret. Deterministic on purpose: a client that refreshes the
+    /// same token twice within the grace window (two tabs, a retried request whose answer
+    /// was lost) gets the *same* successor back, while the database still stores only
+    /// hashes. Unguessable without both the parent token and the server secret.
+    pub fn successor_refresh_token(&self, parent: &str) -> String {
+        URL_SAFE_NO_PAD.encode(hmac(&self.successor_key, parent.as_bytes()))
     }
 
     /// Signs claims.

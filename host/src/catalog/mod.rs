@@ -14,7 +14,7 @@ mod routes;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub use money::{Currency, MinorUnits, Money, format_minor};
+pub use money::{Currency, Decimal, DecimalError, MinorUnits, Money, format_minor};
 pub use routes::router;
 
 use crate::{
@@ -71,13 +71,16 @@ pub struct Sku(String);
 
 impl Sku {
     /// Parses a sku (surrounding whitespace is trimmed).
+    /// It is NFKC-normalized and may hold no invisible character ([`crate::text::identifier`]):
+    /// `ＭＵＧ－１` is `MUG-1`, and `MUG-1` with a zero-width space is refused.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let sku = raw.trim();
+        let sku =
+            crate::text::identifier(raw).map_err(|e| FieldError::new("sku", e.to_string()))?;
         let len = sku.chars().count();
         if (1..=MAX_SKU_CHARS).contains(&len)
             && !sku.chars().any(|c| c.is_whitespace() || c.is_control())
         {
-            Ok(Self(sku.to_owned()))
+            Ok(Self(sku))
         } else {
             Err(FieldError::new(
                 "sku",
@@ -92,9 +95,10 @@ impl Sku {
     }
 }
 
-/// A product name: trimmed, 1–200 characters.
+/// A product name: trimmed, 1–200 characters, one line.
 pub fn parse_name(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
+    let name =
+        crate::text::single_line(raw.trim()).map_err(|e| FieldError::new("name", e.to_string()))?;
     if (1..=MAX_NAME_CHARS).contains(&name.chars().count()) {
         Ok(name.to_owned())
     } else {
@@ -107,7 +111,8 @@ pub fn parse_name(raw: &str) -> Result<String, FieldError> {
 
 /// A description: trimmed, at most 5000 characters, may be empty.
 pub fn parse_description(raw: &str) -> Result<String, FieldError> {
-    let description = raw.trim();
+    let description = crate::text::multi_line(raw.trim())
+        .map_err(|e| FieldError::new("description", e.to_string()))?;
     if description.chars().count() <= MAX_DESCRIPTION_CHARS {
         Ok(description.to_owned())
     } else {
@@ -154,9 +159,11 @@ pub fn parse_quantity(field: &'static str, value: i64, min: i64) -> Result<i64, 
     }
 }
 
-/// A stock-change reason: trimmed, at most 500 characters; `required` refuses empty.
+/// A stock-change reason: trimmed, one line, at most 500 characters; `required` refuses
+/// empty.
 pub fn parse_reason(raw: &str, required: bool) -> Result<String, FieldError> {
-    let reason = raw.trim();
+    let reason = crate::text::single_line(raw.trim())
+        .map_err(|e| FieldError::new("reason", e.to_string()))?;
     let len = reason.chars().count();
     if len > MAX_REASON_CHARS || (required && len == 0) {
         Err(FieldError::new(

@@ -89,6 +89,115 @@ pub fn format_minor(amount: i64, currency: &str) -> String {
     )
 }
 
+/// A non-negative decimal amount in a currency's major unit, kept as its exact digits
+/// (`999.99` is 99999 × 10⁻²): parsed from a JSON number's text or a string, never
+/// through a float, so `0.1 + 0.2`-style errors cannot change a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal {
+    digits: u128,
+    scale: u32,
+}
+
+/// Why a decimal amount was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    /// Not a plain decimal number.
+    #[error("a decimal number such as 999.99")]
+    Malformed,
+    /// Below zero.
+    #[error("must not be negative")]
+    Negative,
+    /// More digits than any price needs.
+    #[error("too large")]
+    TooLarge,
+    /// More fraction digits than the currency has.
+    #[error("{currency} has {exponent} decimal(s)")]
+    TooPrecise {
+        /// The currency.
+        currency: String,
+        /// Its decimals.
+        exponent: u32,
+    },
+}
+
+impl Decimal {
+    /// Parses `12`, `12.5`, `999.99`, `1e3`, `9.9999E2` (JSON number syntax), exactly.
+    pub fn parse(text: &str) -> Result<Self, DecimalError> {
+        let text = text.trim();
+        let (negative, rest) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let (mantissa, exp) = match rest.find(['e', 'E']) {
+            Some(at) => {
+                let exp: i32 = rest[at + 1..]
+                    .strip_prefix('+')
+                    .unwrap_or(&rest[at + 1..])
+                    .parse()
+                    .map_err(|_| DecimalError::Malformed)?;
+                (&rest[..at], exp)
+            }
+            None => (rest, 0),
+        };
+        let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        if int.is_empty()
+            || (mantissa.contains('.') && frac.is_empty())
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return Err(DecimalError::Malformed);
+        }
+        let all: String = format!("{int}{frac}");
+        let significant = all.trim_start_matches('0');
+        // 30 significant digits is far beyond any price and keeps u128 from overflowing.
+        if significant.len() > 30 || !(-40..=40).contains(&exp) {
+            return Err(DecimalError::TooLarge);
+        }
+        let mut digits: u128 = if significant.is_empty() {
+            0
+        } else {
+            significant.parse().map_err(|_| DecimalError::Malformed)?
+        };
+        let mut scale = i64::try_from(frac.len()).unwrap_or(i64::MAX) - i64::from(exp);
+        while scale < 0 {
+            digits = digits.checked_mul(10).ok_or(DecimalError::TooLarge)?;
+            scale += 1;
+        }
+        if negative && digits != 0 {
+            return Err(DecimalError::Negative);
+        }
+        Ok(Self {
+            digits,
+            scale: u32::try_from(scale).map_err(|_| DecimalError::TooLarge)?,
+        })
+    }
+
+    /// The amount in `currency`'s minor units; refused when it has more (non-zero)
+    /// fraction digits than the currency or exceeds [`MAX_UNIT_PRICE`].
+    pub fn to_minor(self, currency: &str) -> Result<i64, DecimalError> {
+        let exponent = exponent(currency);
+        let (mut digits, mut scale) = (self.digits, self.scale);
+        // Trailing zeros beyond the currency's decimals are harmless: 12.500 EUR is 1250.
+        while scale > exponent && digits % 10 == 0 {
+            digits /= 10;
+            scale -= 1;
+        }
+        if scale > exponent {
+            return Err(DecimalError::TooPrecise {
+                currency: currency.to_owned(),
+                exponent,
+            });
+        }
+        let minor = 10u128
+            .checked_pow(exponent - scale)
+            .and_then(|f| digits.checked_mul(f))
+            .ok_or(DecimalError::TooLarge)?;
+        i64::try_from(minor)
+            .ok()
+            .filter(|m| *m <= MAX_UNIT_PRICE)
+            .ok_or(DecimalError::TooLarge)
+    }
+}
+
 /// An amount with its currency; `Display` is the decimal string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Money {
@@ -143,6 +252,37 @@ mod tests {
         };
         assert_eq!(money.to_string(), "19.99");
         assert_eq!(money.currency.exponent(), 2);
+    }
+
+    #[test]
+    fn decimals_convert_exactly_to_minor_units() {
+        let minor = |text: &str, currency: &str| Decimal::parse(text)?.to_minor(currency);
+        assert_eq!(minor("999.99", "EUR"), Ok(99_999));
+        assert_eq!(minor("0.1", "EUR"), Ok(10));
+        assert_eq!(minor("1000", "EUR"), Ok(100_000));
+        assert_eq!(minor("12.500", "EUR"), Ok(1250));
+        assert_eq!(minor("9.9999E2", "EUR"), Ok(99_999));
+        assert_eq!(minor("1e3", "JPY"), Ok(1000));
+        assert_eq!(minor("1.234", "KWD"), Ok(1234));
+        assert_eq!(minor("-0", "EUR"), Ok(0));
+        assert_eq!(
+            minor("999.999", "EUR"),
+            Err(DecimalError::TooPrecise {
+                currency: "EUR".into(),
+                exponent: 2
+            })
+        );
+        assert!(matches!(
+            minor("12.5", "JPY"),
+            Err(DecimalError::TooPrecise { .. })
+        ));
+        assert_eq!(minor("-1.00", "EUR"), Err(DecimalError::Negative));
+        assert_eq!(minor("1e40", "EUR"), Err(DecimalError::TooLarge));
+        assert_eq!(minor("10000000000", "EUR"), Ok(MAX_UNIT_PRICE));
+        assert_eq!(minor("10000000000.01", "EUR"), Err(DecimalError::TooLarge));
+        for bad in ["", ".5", "5.", "1,5", "0x10", "NaN", "1e", "--1", "1.2.3"] {
+            assert_eq!(Decimal::parse(bad), Err(DecimalError::Malformed), "{bad}");
+        }
     }
 
     #[test]

@@ -180,7 +180,9 @@ async fn create_product(
     ),
     ApiError,
 > {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let product = body.parse()?;
     let row = super::create(
         &state.store,
@@ -208,7 +210,9 @@ async fn list_products(
     Query(page): Query<PageQuery>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<ProductView>>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let (rows, total) = super::list(
         &state.store,
         &tenant_id,
@@ -236,7 +240,9 @@ async fn get_product(
     Path(id): Path<String>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let row = super::find(&state.store, &tenant_id, &id)
         .await?
         .ok_or_else(|| product_not_found(&id))?;
@@ -258,7 +264,9 @@ async fn update_product(
     Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let patch = body.parse()?;
     let row = super::update(&state.store, &tenant_id, &id, &patch, state.clock.now_ms())
         .await?
@@ -279,7 +287,9 @@ async fn deactivate_product(
     Path(id): Path<String>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let row = super::deactivate(&state.store, &tenant_id, &id, state.clock.now_ms())
         .await?
         .ok_or_else(|| product_not_found(&id))?;
@@ -332,7 +342,9 @@ async fn apply_stock_change(
     tenant: tenants::TenantQuery,
     change: StockChange,
 ) -> Result<Json<StockView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let stock = super::change_stock(
         &state.store,
         &tenant_id,
@@ -360,7 +372,9 @@ async fn list_movements(
     Query(page): Query<PageQuery>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<MovementView>>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
+        .await?
+        .tenant_id;
     let (rows, total) =
         super::movements(&state.store, &tenant_id, &id, page.limit(), page.offset())
             .await?

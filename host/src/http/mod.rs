@@ -3,6 +3,7 @@
 //! health and API docs.
 
 pub mod docs;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -53,9 +54,13 @@ pub fn router(state: AppState) -> Router {
             crate::auth::csrf::guard,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        // Outside the handler's timeout: reading the body is the client's time.
+        .layer(middleware::from_fn_with_state(state.clone(), edge::guard))
+        .layer(middleware::map_response(edge::envelope_bare_errors))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(
             ServiceBuilder::new()
+                .map_request(edge::sanitize_request_id)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()

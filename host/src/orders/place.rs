@@ -18,7 +18,10 @@ use super::{ComponentUsed, LineRow, OrderRow, OrderStatus, OrderView, reader::Re
 use crate::{
     app::AppState,
     auth::AuthUser,
-    catalog::lookup::{CatalogLine, LineRef},
+    catalog::{
+        Decimal, Sku,
+        lookup::{CatalogLine, LineRef},
+    },
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
@@ -57,21 +60,36 @@ pub struct LineRequest {
 }
 
 /// Body of `POST /order`. Either `lines` (with an optional `expectedTotal`) or the
-/// original single-line shape `{stockId, quantity, priceAtPurchase}`, whose price is only
-/// the client's expectation: the charged price is always the pricing component's.
+/// original single-line shape `{stockId, quantity, priceAtPurchase}`. A client's price is
+/// only a ceiling — the most it agreed to pay: the charged price is always the pricing
+/// component's, and an order priced above the ceiling is refused (`PRICE_MISMATCH`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PlaceOrderRequest {
     /// The lines.
     pub lines: Option<Vec<LineRequest>>,
-    /// The total the client expects to pay, minor units; a different priced total → 422.
+    /// The most the client agreed to pay in total, minor units; a higher priced total →
+    /// 422 `PRICE_MISMATCH`, a lower one is charged.
     pub expected_total: Option<i64>,
     /// Single-line shape: the stock item.
     pub stock_id: Option<String>,
     /// Single-line shape: the quantity.
     pub quantity: Option<i64>,
-    /// Single-line shape: the unit price the client saw (an expectation, never charged).
-    pub price_at_purchase: Option<i64>,
+    /// Single-line shape: the most the client agreed to pay per unit, as the original
+    /// service took it — a decimal in the currency's major unit (`999.99`, or the string
+    /// `"999.99"`), read exactly from the JSON text, never through a float. A ceiling like
+    /// `expectedTotal`, never the charged price.
+    #[schema(value_type = Option<f64>, example = 999.99)]
+    pub price_at_purchase: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// The client's price ceiling, as sent.
+#[derive(Debug, Clone, Copy)]
+enum Ceiling {
+    /// `expectedTotal`, minor units.
+    Total(i64),
+    /// `priceAtPurchase` per unit, major units; converted once the currency is known.
+    UnitPrice(Decimal),
 }
 
 /// A parsed, bounded order request.
@@ -79,7 +97,28 @@ pub struct PlaceOrderRequest {
 struct ParsedOrder {
     refs: Vec<LineRef>,
     quantities: Vec<u32>,
-    expected_total: Option<i64>,
+    ceiling: Option<Ceiling>,
+}
+
+/// `priceAtPurchase`: a JSON number's own text, or a string holding one.
+fn parse_unit_price(raw: &serde_json::value::RawValue) -> Result<Decimal, ApiError> {
+    let text = match serde_json::from_str::<String>(raw.get()) {
+        Ok(text) => text,
+        Err(_)
+            if raw
+                .get()
+                .starts_with(|c: char| c == '-' || c.is_ascii_digit()) =>
+        {
+            raw.get().to_owned()
+        }
+        Err(_) => {
+            return Err(ApiError::validation(
+                "priceAtPurchase",
+                "a decimal number such as 999.99",
+            ));
+        }
+    };
+    Decimal::parse(&text).map_err(|e| ApiError::validation("priceAtPurchase", e.to_string()))
 }
 
 fn line_error(index: usize, field: &str, problem: &str) -> ApiError {
@@ -92,19 +131,17 @@ fn line_error(index: usize, field: &str, problem: &str) -> ApiError {
 }
 
 fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
-    let (lines, expected_total) = match (body.lines, body.stock_id) {
+    let (lines, ceiling) = match (body.lines, body.stock_id) {
         (Some(lines), None) if body.quantity.is_none() && body.price_at_purchase.is_none() => {
-            (lines, body.expected_total)
+            (lines, body.expected_total.map(Ceiling::Total))
         }
         (None, Some(stock_id)) => {
             let quantity = body
                 .quantity
                 .ok_or_else(|| ApiError::validation("quantity", "required with stockId"))?;
             let expected = match (body.expected_total, body.price_at_purchase) {
-                (Some(total), _) => Some(total),
-                (None, Some(price)) => Some(price.checked_mul(quantity).ok_or_else(|| {
-                    ApiError::validation("priceAtPurchase", "price × quantity overflows")
-                })?),
+                (Some(total), _) => Some(Ceiling::Total(total)),
+                (None, Some(price)) => Some(Ceiling::UnitPrice(parse_unit_price(&price)?)),
                 (None, None) => None,
             };
             (
@@ -132,7 +169,7 @@ fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
             format!("at most {MAX_LINES} lines"),
         ));
     }
-    if expected_total.is_some_and(|t| t < 0) {
+    if matches!(ceiling, Some(Ceiling::Total(t)) if t < 0) {
         return Err(ApiError::validation(
             "expectedTotal",
             "must not be negative",
@@ -143,9 +180,11 @@ fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
     for (i, line) in lines.into_iter().enumerate() {
         let reference = match (line.stock_id, line.sku) {
             (Some(id), None) if valid_ref(&id) => LineRef::Stock(id),
-            (None, Some(sku)) if valid_ref(&sku) => LineRef::Sku(sku),
+            (None, Some(sku)) => match Sku::parse(&sku) {
+                Ok(sku) => LineRef::Sku(sku.as_str().to_owned()),
+                Err(e) => return Err(line_error(i, "sku", &e.problem)),
+            },
             (Some(_), None) => return Err(line_error(i, "stockId", "1-128 visible characters")),
-            (None, Some(_)) => return Err(line_error(i, "sku", "1-128 visible characters")),
             _ => {
                 return Err(line_error(
                     i,
@@ -169,7 +208,7 @@ fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
     Ok(ParsedOrder {
         refs,
         quantities,
-        expected_total,
+        ceiling,
     })
 }
 
@@ -233,6 +272,17 @@ async fn decide(
     if !violations.is_empty() {
         return Err(rejected(violations));
     }
+    let expected_total = match order.ceiling {
+        None => None,
+        Some(Ceiling::Total(total)) => Some(total),
+        Some(Ceiling::UnitPrice(price)) => {
+            // The single-line shape: one line, priced in its product's currency.
+            let unit = price
+                .to_minor(&catalog[0].currency)
+                .map_err(|e| ApiError::validation("priceAtPurchase", e.to_string()))?;
+            Some(unit.saturating_mul(i64::from(order.quantities[0])))
+        }
+    };
     let now = state.clock.now_ms();
     let ctx = OrderContext {
         tenant: customer.tenant_slug,
@@ -257,7 +307,7 @@ async fn decide(
                 available: c.available,
             })
             .collect(),
-        expected_total: order.expected_total,
+        expected_total,
         order_time_ms: now,
     };
     let evaluation = state
@@ -280,16 +330,22 @@ async fn decide(
             "evaluation finished without a quote or a priority",
         ));
     };
-    if let Some(expected) = order.expected_total
-        && expected != quote.total
+    // The client's price is a ceiling: a VIP discount or a price drop is charged, never
+    // more than the client agreed to.
+    if let Some(expected) = expected_total
+        && quote.total > expected
     {
+        let message = format!(
+            "the order costs {} {}, more than the {expected} agreed",
+            quote.total, quote.currency
+        );
         return Err(rejected(vec![Violation {
             code: "PRICE_MISMATCH".into(),
-            message: format!("the order costs {} {}, not {expected}", quote.total, quote.currency),
+            message: message.clone(),
             line: None,
         }])
         .with_details(serde_json::json!({
-            "violations": [{ "code": "PRICE_MISMATCH", "message": "the priced total differs from expectedTotal", "line": null }],
+            "violations": [{ "code": "PRICE_MISMATCH", "message": message, "line": null }],
             "expectedTotal": expected,
             "total": quote.total,
             "currency": quote.currency,

@@ -15,7 +15,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{LINE_COLUMNS, LineRow, ORDER_COLUMNS, OrderRow, OrderStatus, OrderView};
 use crate::{
     app::AppState,
-    auth::AuthUser,
+    auth::{AuthUser, Role},
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::{Json, Path, Query},
@@ -48,7 +48,9 @@ async fn visible_order(store: &Store, actor: &AuthUser, id: &str) -> Result<Orde
         .fetch_optional(pool)
         .await?)
     .ok_or_else(not_found)?;
-    if order.user_id != actor.user_id && !actor.is_admin() {
+    if order.user_id != actor.user_id
+        && !matches!(actor.role(store).await?, Role::Admin | Role::Operator)
+    {
         return Err(not_found());
     }
     Ok(order)
@@ -197,7 +199,8 @@ async fn cancel_order(
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderEvent {
-    /// Sequence number (increasing).
+    /// Position in this order's history: 1, 2, … (numbered per order, so nothing about
+    /// other orders can be read from it; also the SSE event id).
     pub seq: i64,
     /// New status.
     pub status: String,
@@ -224,21 +227,22 @@ async fn order_events(
     struct Cursor {
         state: AppState,
         order_id: String,
-        last_seq: i64,
+        /// Events of this order already sent.
+        sent: usize,
         pending: std::collections::VecDeque<OrderEvent>,
         done: bool,
     }
     let cursor = Cursor {
         state,
         order_id: order.id,
-        last_seq: 0,
+        sent: 0,
         pending: Default::default(),
         done: false,
     };
     let events = stream::unfold(cursor, |mut c| async move {
         loop {
             if let Some(event) = c.pending.pop_front() {
-                c.last_seq = event.seq;
+                c.sent += 1;
                 // Final: FAILED or CANCELLED; CONFIRMED ends processing too (a later
                 // cancellation is a new request the client makes itself).
                 if event.status != "PENDING" {
@@ -257,15 +261,23 @@ async fn order_events(
                 return None;
             }
             let notified = c.state.order_events.notified();
+            // The whole history each time (an order has a handful of events): the global
+            // `seq` orders them and is never shown.
             let fetched = with_pool!(&c.state.store, pool => sqlx::query_as::<_, OrderEvent>(
-                "select seq, status, reason, created_at from order_events where order_id = $1 and seq > $2 order by seq",
+                "select seq, status, reason, created_at from order_events where order_id = $1 order by seq",
             )
             .bind(&c.order_id)
-            .bind(c.last_seq)
             .fetch_all(pool)
             .await);
             match fetched {
-                Ok(events) if !events.is_empty() => c.pending.extend(events),
+                Ok(events) if events.len() > c.sent => {
+                    let sent = c.sent;
+                    c.pending
+                        .extend(events.into_iter().enumerate().skip(sent).map(|(i, mut e)| {
+                            e.seq = i64::try_from(i + 1).unwrap_or(i64::MAX);
+                            e
+                        }));
+                }
                 Ok(_) => {
                     tokio::select! {
                         () = notified => {}

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    auth::{AuthUser, Role},
+    auth::AuthUser,
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
@@ -68,26 +68,11 @@ async fn evaluate(
     actor: AuthUser,
     Json(body): Json<EvaluateRequest>,
 ) -> Result<Json<Evaluation>, ApiError> {
-    actor.require_admin()?;
-    let own = tenants::find_by_id(&state.store, &actor.tenant_id)
+    let scope = tenants::admin_scope(&state.store, &actor, body.tenant.as_deref()).await?;
+    let tenant = tenants::find_by_id(&state.store, &scope.tenant_id)
         .await?
-        .ok_or_else(|| ApiError::unauthenticated("the caller's tenant no longer exists"))?;
-    let tenant = match body
-        .tenant
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => own.slug,
-        Some(slug) => {
-            let slug = slug.to_ascii_lowercase();
-            let found = tenants::find_by_slug(&state.store, &slug).await?;
-            match found {
-                Some(t) if actor.role == Role::Operator || t.id == own.id => t.slug,
-                _ => return Err(tenants::not_found(&slug)),
-            }
-        }
-    };
+        .ok_or_else(|| ApiError::unauthenticated("the caller's tenant no longer exists"))?
+        .slug;
     if body.lines.len() > 1000 {
         return Err(ApiError::validation("lines", "at most 1000 lines"));
     }

@@ -70,7 +70,9 @@ pub fn not_found(slug: &str) -> ApiError {
 
 /// A tenant slug: 2–63 of `a-z`, `0-9`, `-`, starting with a letter or digit.
 pub fn parse_slug(raw: &str) -> Result<String, ApiError> {
-    let slug = raw.trim().to_ascii_lowercase();
+    let slug = crate::text::identifier(raw)
+        .map_err(|e| ApiError::validation("slug", e.to_string()))?
+        .to_ascii_lowercase();
     let ok = (2..=63).contains(&slug.len())
         && slug.starts_with(|c: char| c.is_ascii_alphanumeric())
         && slug
@@ -104,8 +106,10 @@ pub async fn find_by_id(store: &Store, id: &str) -> Result<Option<TenantRow>, sq
 pub async fn resolve(store: &Store, slug: Option<&str>) -> Result<String, ApiError> {
     match slug.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(crate::store::DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) => {
-            let slug = slug.to_ascii_lowercase();
+        Some(raw) => {
+            let slug = crate::text::identifier(raw)
+                .map_err(|_| not_found(raw))?
+                .to_ascii_lowercase();
             find_by_slug(store, &slug)
                 .await?
                 .map(|t| t.id)
@@ -122,26 +126,40 @@ pub struct TenantQuery {
     pub tenant: Option<String>,
 }
 
+/// Who acts on which tenant in an admin request.
+#[derive(Debug, Clone)]
+pub struct AdminScope {
+    /// The tenant the action applies to.
+    pub tenant_id: String,
+    /// The caller's role, read from its row now (never from the token).
+    pub actor_role: crate::auth::Role,
+}
+
 /// The tenant an admin action applies to: an admin's own; an operator's choice. An
 /// admin naming another tenant gets 404, exactly as for a missing one, so tenant slugs do
-/// not leak through the admin API.
+/// not leak through the admin API. A customer — or an admin demoted since its token was
+/// issued — gets 403.
 pub async fn admin_scope(
     store: &Store,
     actor: &AuthUser,
     tenant: Option<&str>,
-) -> Result<String, ApiError> {
-    actor.require_admin()?;
-    match tenant.map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(actor.tenant_id.clone()),
+) -> Result<AdminScope, ApiError> {
+    let actor_role = actor.require_admin(store).await?;
+    let tenant_id = match tenant.map(str::trim).filter(|s| !s.is_empty()) {
+        None => actor.tenant_id.clone(),
         Some(slug) => {
             let id = resolve(store, Some(slug)).await?;
-            if actor.role == crate::auth::Role::Operator || id == actor.tenant_id {
-                Ok(id)
+            if actor_role == crate::auth::Role::Operator || id == actor.tenant_id {
+                id
             } else {
-                Err(not_found(slug))
+                return Err(not_found(slug));
             }
         }
-    }
+    };
+    Ok(AdminScope {
+        tenant_id,
+        actor_role,
+    })
 }
 
 /// Creates a tenant; `Ok(None)` when the slug is taken.
@@ -200,16 +218,17 @@ async fn create_tenant(
     actor: AuthUser,
     Json(body): Json<CreateTenant>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    actor.require_operator()?;
+    actor.require_operator(&state.store).await?;
     let slug = parse_slug(&body.slug)?;
     let name = body
         .name
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| slug.clone());
-    if name.len() > 200 {
+    if name.chars().count() > 200 {
         return Err(ApiError::validation("name", "at most 200 characters"));
     }
+    crate::text::single_line(&name).map_err(|e| ApiError::validation("name", e.to_string()))?;
     let row = create(&state.store, &slug, &name, state.clock.now_ms())
         .await?
         .ok_or_else(|| {
@@ -231,7 +250,7 @@ async fn list_tenants(
     actor: AuthUser,
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
-    actor.require_operator()?;
+    actor.require_operator(&state.store).await?;
     let sql = format!("{SELECT_TENANT} order by created_at, slug limit $1 offset $2");
     let (rows, total) = with_pool!(&state.store, pool => {
         let rows = sqlx::query_as::<_, TenantRow>(&sql)

@@ -11,7 +11,7 @@ use crate::{
     auth::Role,
     clock::rfc3339,
     http::error::ApiError,
-    store::{Store, is_unique_violation},
+    store::{Store, WritePool as _, is_unique_violation},
     with_pool,
 };
 
@@ -23,8 +23,13 @@ pub struct Email(String);
 
 impl Email {
     /// Parses an address: one `@`, a non-empty local part, a dotted domain, ≤ 254 bytes.
+    /// NFKC-normalized and lower-cased first, with invisible characters refused
+    /// ([`crate::text::identifier`]), so `ｄｕｐ@x.io` is the account `dup@x.io` and no
+    /// lookalike of it can register.
     pub fn parse(raw: &str) -> Result<Self, ApiError> {
-        let email = raw.trim().to_lowercase();
+        let email = crate::text::identifier(raw)
+            .map_err(|e| ApiError::validation("email", e.to_string()))?
+            .to_lowercase();
         let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
             && match email.split_once('@') {
@@ -50,6 +55,41 @@ impl Email {
     }
 }
 
+/// A display name: trimmed, 1–100 characters on one line. The original service's clients
+/// send one at registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisplayName(String);
+
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+impl DisplayName {
+    /// Parses an optional name; absent, `null` or blank is no name.
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, ApiError> {
+        let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        crate::text::single_line(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+        if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+            return Err(ApiError::validation(
+                "name",
+                format!("at most {MAX_DISPLAY_NAME_CHARS} characters"),
+            ));
+        }
+        Ok(Some(Self(name.to_owned())))
+    }
+
+    /// A name read back from the database (parsed when it was stored).
+    pub fn trusted(stored: String) -> Self {
+        Self(stored)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A user as stored, joined with its tenant's slug.
 #[derive(Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -61,6 +101,8 @@ pub struct UserRow {
     pub tenant_slug: String,
     /// Email (lower case).
     pub email: String,
+    /// Display name, if the user gave one.
+    pub name: Option<String>,
     /// argon2id PHC string. Never leaves the service.
     pub password_hash: String,
     /// Role as stored.
@@ -101,6 +143,8 @@ pub struct UserView {
     pub id: String,
     /// Email.
     pub email: String,
+    /// Display name (`null` when none was given).
+    pub name: Option<String>,
     /// Tenant slug.
     pub tenant: String,
     /// Role.
@@ -119,6 +163,7 @@ impl From<UserRow> for UserView {
             role: row.role(),
             id: row.id,
             email: row.email,
+            name: row.name,
             tenant: row.tenant_slug,
             vip: row.vip,
             created_at: rfc3339(row.created_at),
@@ -152,7 +197,7 @@ impl From<CreateUserError> for ApiError {
 }
 
 const SELECT_USER: &str = "select u.id, u.tenant_id, t.slug as tenant_slug, u.email, \
-     u.password_hash, u.role, u.vip, u.created_at, u.updated_at \
+     u.name, u.password_hash, u.role, u.vip, u.created_at, u.updated_at \
      from users u join tenants t on t.id = u.tenant_id";
 
 /// Inserts a user.
@@ -160,18 +205,20 @@ pub async fn create(
     store: &Store,
     tenant_id: &str,
     email: &Email,
+    name: Option<&DisplayName>,
     password_hash: &str,
     role: Role,
     now: i64,
 ) -> Result<UserRow, CreateUserError> {
     let id = uuid::Uuid::now_v7().to_string();
     let result = with_pool!(store, pool => sqlx::query(
-        "insert into users (id, tenant_id, email, password_hash, role, vip, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $7)",
+        "insert into users (id, tenant_id, email, name, password_hash, role, vip, created_at, updated_at) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
     .bind(&id)
     .bind(tenant_id)
     .bind(email.as_str())
+    .bind(name.map(DisplayName::as_str))
     .bind(password_hash)
     .bind(role.as_str())
     .bind(false)
@@ -236,38 +283,91 @@ pub async fn list(
     })
 }
 
-/// Sets a user's role and VIP flag; `false` when no such user exists in the tenant.
+/// Whether the tenant still has an admin once `email` is no longer one, inside a write
+/// transaction (locks the admin rows on PostgreSQL; SQLite's write transaction is already
+/// exclusive). A macro: the transaction's type differs per backend.
+macro_rules! keeps_an_admin {
+    ($tx:expr, $pool:expr, $tenant_id:expr, $email:expr) => {{
+        let admins: Vec<String> = sqlx::query_scalar(&format!(
+            "select email from users where tenant_id = $1 and role = 'admin' order by id {}",
+            $pool.for_update()
+        ))
+        .bind($tenant_id)
+        .fetch_all(&mut *$tx)
+        .await?;
+        !admins.iter().any(|a| a == $email) || admins.len() > 1
+    }};
+}
+
+/// What an admin change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Done.
+    Done,
+    /// No such user in the tenant.
+    NotFound,
+    /// Refused: it would leave the tenant without an admin.
+    LastAdmin,
+}
+
+/// The values a user row is set to by [`update`].
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    /// Role.
+    pub role: Role,
+    /// VIP flag.
+    pub vip: bool,
+    /// Display name.
+    pub name: Option<DisplayName>,
+}
+
+/// Sets a user's role, VIP flag and name. Taking the admin role from the tenant's last
+/// admin is refused ([`Change::LastAdmin`]): the tenant's admin rows are locked first, so
+/// two admins demoting each other at once cannot both succeed.
 pub async fn update(
     store: &Store,
     tenant_id: &str,
     email: &str,
-    role: Role,
-    vip: bool,
+    change: &UserUpdate,
     now: i64,
-) -> Result<bool, sqlx::Error> {
-    let result = with_pool!(store, pool => sqlx::query(
-        "update users set role = $1, vip = $2, updated_at = $3 where tenant_id = $4 and email = $5",
-    )
-    .bind(role.as_str())
-    .bind(vip)
-    .bind(now)
-    .bind(tenant_id)
-    .bind(email)
-    .execute(pool)
-    .await?
-    .rows_affected());
-    Ok(result == 1)
+) -> Result<Change, sqlx::Error> {
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_write().await?;
+        if change.role != Role::Admin && !keeps_an_admin!(tx, pool, tenant_id, email) {
+            return Ok(Change::LastAdmin);
+        }
+        let affected = sqlx::query(
+            "update users set role = $1, vip = $2, name = $3, updated_at = $4 where tenant_id = $5 and email = $6",
+        )
+        .bind(change.role.as_str())
+        .bind(change.vip)
+        .bind(change.name.as_ref().map(DisplayName::as_str))
+        .bind(now)
+        .bind(tenant_id)
+        .bind(email)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(if affected == 1 { Change::Done } else { Change::NotFound })
+    })
 }
 
-/// Deletes a user (its refresh tokens go with it); `false` when there was none.
-pub async fn delete(store: &Store, tenant_id: &str, email: &str) -> Result<bool, sqlx::Error> {
-    let affected = with_pool!(store, pool => sqlx::query(
-        "delete from users where tenant_id = $1 and email = $2",
-    )
-    .bind(tenant_id)
-    .bind(email)
-    .execute(pool)
-    .await?
-    .rows_affected());
-    Ok(affected == 1)
+/// Deletes a user (its refresh tokens go with it); the tenant's last admin is refused like
+/// in [`update`].
+pub async fn delete(store: &Store, tenant_id: &str, email: &str) -> Result<Change, sqlx::Error> {
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_write().await?;
+        if !keeps_an_admin!(tx, pool, tenant_id, email) {
+            return Ok(Change::LastAdmin);
+        }
+        let affected = sqlx::query("delete from users where tenant_id = $1 and email = $2")
+            .bind(tenant_id)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(if affected == 1 { Change::Done } else { Change::NotFound })
+    })
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::{Email, UserRow, UserView};
+use super::{Change, DisplayName, Email, UserRow, UserUpdate, UserView};
 use crate::{
     app::AppState,
     auth::{AuthUser, Role},
@@ -34,6 +34,8 @@ pub struct UpdateUser {
     pub role: Option<Role>,
     /// New VIP flag.
     pub vip: Option<bool>,
+    /// New display name (1–100 characters, one line); `""` removes it.
+    pub name: Option<String>,
 }
 
 fn user_not_found(email: &str) -> ApiError {
@@ -41,18 +43,25 @@ fn user_not_found(email: &str) -> ApiError {
         .with_details(serde_json::json!({ "email": email }))
 }
 
+fn last_admin() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "LAST_ADMIN",
+        "this is the tenant's last admin: make another user admin first",
+    )
+}
+
 /// Loads the target user of an admin action, enforcing that admins do not manage operators.
 async fn target(
     state: &AppState,
-    actor: &AuthUser,
-    tenant_id: &str,
+    scope: &tenants::AdminScope,
     raw_email: &str,
 ) -> Result<UserRow, ApiError> {
     let email = Email::parse(raw_email).map_err(|_| user_not_found(raw_email))?;
-    let user = super::find_by_email(&state.store, tenant_id, email.as_str())
+    let user = super::find_by_email(&state.store, &scope.tenant_id, email.as_str())
         .await?
         .ok_or_else(|| user_not_found(email.as_str()))?;
-    if user.role() == Role::Operator && actor.role != Role::Operator {
+    if user.role() == Role::Operator && scope.actor_role != Role::Operator {
         return Err(ApiError::forbidden(
             "only operators manage operator accounts",
         ));
@@ -64,12 +73,13 @@ async fn apply(
     state: &AppState,
     tenant_id: &str,
     user: &UserRow,
-    role: Role,
-    vip: bool,
+    change: &UserUpdate,
 ) -> Result<UserView, ApiError> {
     let now = state.clock.now_ms();
-    if !super::update(&state.store, tenant_id, &user.email, role, vip, now).await? {
-        return Err(user_not_found(&user.email));
+    match super::update(&state.store, tenant_id, &user.email, change, now).await? {
+        Change::Done => {}
+        Change::NotFound => return Err(user_not_found(&user.email)),
+        Change::LastAdmin => return Err(last_admin()),
     }
     let row = super::find_by_email(&state.store, tenant_id, &user.email)
         .await?
@@ -86,8 +96,9 @@ async fn list_users(
     Query(page): Query<PageQuery>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
-    let (rows, total) = super::list(&state.store, &tenant_id, page.limit(), page.offset()).await?;
+    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let (rows, total) =
+        super::list(&state.store, &scope.tenant_id, page.limit(), page.offset()).await?;
     Ok(Json(Page::new(
         page,
         rows.into_iter().map(Into::into).collect(),
@@ -104,8 +115,8 @@ async fn get_user(
     Path(email): Path<String>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
-    let user = target(&state, &actor, &tenant_id, &email).await?;
+    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &scope, &email).await?;
     Ok(Json(user.into()))
 }
 
@@ -120,16 +131,21 @@ async fn update_user(
     Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
-    let user = target(&state, &actor, &tenant_id, &email).await?;
+    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &scope, &email).await?;
     let role = body.role.unwrap_or(user.role());
-    if role == Role::Operator && actor.role != Role::Operator {
+    if role == Role::Operator && scope.actor_role != Role::Operator {
         return Err(ApiError::forbidden(
             "only operators grant the operator role",
         ));
     }
+    let name = match body.name.as_deref() {
+        None => user.name.clone().map(DisplayName::trusted),
+        Some(raw) => DisplayName::parse_optional(Some(raw))?,
+    };
     let vip = body.vip.unwrap_or(user.vip);
-    let view = apply(&state, &tenant_id, &user, role, vip).await?;
+    let change = UserUpdate { role, vip, name };
+    let view = apply(&state, &scope.tenant_id, &user, &change).await?;
     tracing::info!(target_user = %view.id, role = role.as_str(), vip, "user updated");
     Ok(Json(view))
 }
@@ -143,8 +159,8 @@ async fn delete_user(
     Path(email): Path<String>,
     Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
-    let user = target(&state, &actor, &tenant_id, &email).await?;
+    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &scope, &email).await?;
     if user.id == actor.user_id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -152,8 +168,10 @@ async fn delete_user(
             "an account cannot delete itself; ask another admin",
         ));
     }
-    if !super::delete(&state.store, &tenant_id, &user.email).await? {
-        return Err(user_not_found(&user.email));
+    match super::delete(&state.store, &scope.tenant_id, &user.email).await? {
+        Change::Done => {}
+        Change::NotFound => return Err(user_not_found(&user.email)),
+        Change::LastAdmin => return Err(last_admin()),
     }
     tracing::info!(target_user = %user.id, "user deleted");
     Ok(StatusCode::NO_CONTENT)
@@ -190,9 +208,14 @@ async fn set_vip(
     tenant: tenants::TenantQuery,
     vip: bool,
 ) -> Result<Json<UserView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
-    let user = target(&state, &actor, &tenant_id, &email).await?;
-    let view = apply(&state, &tenant_id, &user, user.role(), vip).await?;
+    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
+    let user = target(&state, &scope, &email).await?;
+    let change = UserUpdate {
+        role: user.role(),
+        vip,
+        name: user.name.clone().map(DisplayName::trusted),
+    };
+    let view = apply(&state, &scope.tenant_id, &user, &change).await?;
     tracing::info!(target_user = %view.id, vip, "vip flag changed");
     Ok(Json(view))
 }
