@@ -208,11 +208,8 @@ pub async fn main() -> anyhow::Result<()> {
             let store = Store::connect(&args.store).await?;
             store.migrate().await?;
             let slug = tenants::parse_slug(&args.slug).map_err(|e| anyhow::anyhow!(e.message))?;
-            let name = if args.name.trim().is_empty() {
-                slug.clone()
-            } else {
-                args.name
-            };
+            let name = tenants::parse_name(Some(&args.name), &slug)
+                .map_err(|e| anyhow::anyhow!(e.message))?;
             tenants::create(&store, &slug, &name, SystemClock.now_ms())
                 .await?
                 .with_context(|| format!("a tenant named {slug:?} exists"))?;

@@ -88,6 +88,19 @@ pub fn parse_slug(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// A tenant's display name: trimmed, one line, at most 200 characters; the slug when
+/// absent or blank.
+pub fn parse_name(raw: Option<&str>, slug: &str) -> Result<String, ApiError> {
+    let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Ok(slug.to_owned());
+    };
+    crate::text::single_line(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+    if name.chars().count() > 200 {
+        return Err(ApiError::validation("name", "at most 200 characters"));
+    }
+    Ok(name.to_owned())
+}
+
 const SELECT_TENANT: &str = "select id, slug, name, created_at, updated_at from tenants";
 
 /// Looks a tenant up by slug.
@@ -220,15 +233,7 @@ async fn create_tenant(
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     actor.require_operator(&state.store).await?;
     let slug = parse_slug(&body.slug)?;
-    let name = body
-        .name
-        .map(|n| n.trim().to_owned())
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| slug.clone());
-    if name.chars().count() > 200 {
-        return Err(ApiError::validation("name", "at most 200 characters"));
-    }
-    crate::text::single_line(&name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+    let name = parse_name(body.name.as_deref(), &slug)?;
     let row = create(&state.store, &slug, &name, state.clock.now_ms())
         .await?
         .ok_or_else(|| {
