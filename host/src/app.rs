@@ -1,57 +1,20 @@
-//! The application: shared state, start-up (configuration check, database, migrations,
-//! router) and serving until a shutdown signal, finishing the requests in flight.
+//! The application: the one place that assembles the router and spawns the workers —
+//! start-up (the state from `state.rs`, the listener), and serving until a shutdown
+//! signal, finishing the requests in flight. Nothing imports this module but the CLI.
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
 };
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::{
-    auth::AuthState,
     clock::{Clock, SystemClock},
     config::Config,
-    policy::PolicyRuntime,
-    queue::{DbQueue, JobQueue},
-    store::Store,
+    state::{AppState, WorkerContext, build_state},
 };
-use tokio::sync::Notify;
-
-/// State every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub store: Store,
-    /// The configuration the service started with.
-    pub config: Arc<Config>,
-    /// Where "now" comes from.
-    pub clock: Arc<dyn Clock>,
-    /// Auth keys and throttling.
-    pub auth: Arc<AuthState>,
-    /// The policy runtime (components and the active bindings).
-    pub policy: Arc<PolicyRuntime>,
-    /// Where workers get jobs.
-    pub queue: Arc<dyn JobQueue>,
-    /// Writes accepted orders in groups.
-    pub order_writer: crate::orders::writer::OrderWriter,
-    /// Reads concurrent placements' customers and catalog lines together.
-    pub order_reader: crate::orders::reader::OrderReader,
-    /// Wakes this process's workers when an order is accepted.
-    pub work: Arc<Notify>,
-    /// Wakes event streams when an order changes in this process.
-    pub order_events: Arc<Notify>,
-    /// Redis, when configured.
-    pub redis: Option<redis::Client>,
-    /// Origins allowed for CORS and cookie-authenticated writes besides our own.
-    pub allowed_origins: Arc<[String]>,
-    /// Set once migrations ran.
-    pub ready: Arc<AtomicBool>,
-}
 
 /// A built application bound to its port, ready to serve.
 pub struct App {
@@ -98,8 +61,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
-        let (stop_workers, workers) =
-            crate::orders::process::spawn_workers(&self.state, self.state.config.workers);
+        let (stop_workers, workers) = crate::orders::process::spawn_workers(
+            &WorkerContext::from(&self.state),
+            self.state.config.workers,
+        );
         let router = crate::http::router(self.state);
         tracing::info!(
             port = self.port,
@@ -122,47 +87,6 @@ impl App {
         store.close().await;
         Ok(())
     }
-}
-
-/// Checks the configuration, opens and migrates the database, loads the policies: the
-/// state shared by the HTTP server and the workers.
-pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
-    config.validate()?;
-    config.store.check_durability(config.environment)?;
-    let _ = crate::observability::metrics_handle();
-    // Compiling the components is CPU work: keep it off the async threads.
-    let policies_dir = config.policies_dir.clone();
-    let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
-        .await
-        .context("policy loading panicked")?
-        .context("cannot load the policy bindings")?;
-    let store = Store::connect(&config.store).await?;
-    store.migrate().await?;
-    let redis = match config.redis_url.trim() {
-        "" => None,
-        url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
-    };
-    let allowed_origins = config
-        .cors_origins()
-        .map(|o| o.trim_end_matches('/').to_owned())
-        .collect();
-    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
-    let state = AppState {
-        queue,
-        work: Arc::new(Notify::new()),
-        order_events: Arc::new(Notify::new()),
-        order_writer: crate::orders::writer::OrderWriter::start(store.clone()),
-        order_reader: crate::orders::reader::OrderReader::start(store.clone()),
-        store,
-        auth: AuthState::from_config(&config),
-        config: Arc::new(config),
-        clock,
-        policy: Arc::new(policy),
-        redis,
-        allowed_origins,
-        ready: Arc::new(AtomicBool::new(false)),
-    };
-    Ok(state)
 }
 
 /// Completes on ctrl-c or SIGTERM. The handlers are installed when this is called, not

@@ -163,7 +163,9 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Worker(config) => {
             let shutdown = shutdown_signal();
             let count = config.workers.max(1);
-            let state = crate::app::build_state(*config, std::sync::Arc::new(SystemClock)).await?;
+            let state =
+                crate::state::build_worker_context(*config, std::sync::Arc::new(SystemClock))
+                    .await?;
             let (stop, workers) = crate::orders::process::spawn_workers(&state, count);
             shutdown.await;
             let _ = stop.send(true);

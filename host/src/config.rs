@@ -274,6 +274,12 @@ impl Config {
 
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Checks what only the HTTP server needs: the JWT secret (mandatory in production)
+    /// and the CORS origins. `orderhost worker` skips it.
+    pub fn validate_http(&self) -> Result<(), ConfigError> {
         if self.environment == Environment::Production {
             match self.jwt_secret.len() {
                 0 => return Err(ConfigError::MissingJwtSecret),

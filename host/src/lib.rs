@@ -10,14 +10,17 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod observability;
 pub mod orders;
 pub mod policy;
 pub mod queue;
+pub mod state;
 pub mod store;
 pub mod tenants;
 pub mod text;
 pub mod users;
 
-pub use app::{App, AppState};
+pub use app::App;
 pub use config::Config;
+pub use state::AppState;

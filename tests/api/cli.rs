@@ -189,3 +189,36 @@ fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
     assert!(logs.iter().any(|f| f.starts_with("combined")), "{logs:?}");
     assert!(logs.iter().any(|f| f.starts_with("error")), "{logs:?}");
 }
+
+#[test]
+fn worker_starts_in_production_without_a_jwt_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    // Workers sign nothing: no secret, no CORS list, no warning about either.
+    let child = orderhost(&dir)
+        .args(["worker", "--env", "production", "--log-format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dir.path().join("cli.db").exists() {
+        assert!(std::time::Instant::now() < deadline, "worker did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}{stdout}");
+    assert!(stdout.contains("order worker started"), "{stdout}");
+    assert!(stdout.contains("order worker stopped"), "{stdout}");
+    assert!(!stdout.contains("JWT"), "{stdout}");
+}

@@ -13,4 +13,5 @@ mod health_docs;
 mod http_edge;
 mod orders;
 mod policy;
+mod queue;
 mod users;

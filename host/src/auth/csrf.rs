@@ -13,7 +13,7 @@ use axum::{
 };
 
 use super::{ACCESS_COOKIE, REFRESH_COOKIE};
-use crate::{app::AppState, http::error::ApiError};
+use crate::{http::error::ApiError, state::AppState};
 
 /// Middleware enforcing the origin check.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {

@@ -14,7 +14,7 @@ use axum::{extract::FromRequestParts, http::request::Parts};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{app::AppState, config::Config, http::error::ApiError};
+use crate::{config::Config, http::error::ApiError, state::AppState};
 
 pub use routes::{ROTATION_GRACE_MS, check_password_shape, router};
 

@@ -19,12 +19,12 @@ use super::{
     tokens::{Claims, hash_refresh_token, new_refresh_token},
 };
 use crate::{
-    app::AppState,
     auth::Role,
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
     },
+    state::AppState,
     store::{Store, WritePool as _},
     tenants,
     users::{self, DisplayName, Email, UserRow, UserView},

@@ -14,13 +14,12 @@ use super::{
     parse_quantity, product_not_found,
 };
 use crate::{
-    app::AppState,
-    auth::AuthUser,
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::{Json, Path, Query},
         pagination::{Page, PageQuery},
     },
+    state::AppState,
     tenants,
 };
 
@@ -169,8 +168,7 @@ async fn showcase_tenant(state: &AppState, headers: &HeaderMap) -> Result<String
               (status = 422, description = "`VALIDATION_FAILED`, `INVALID_BODY`", body = ErrorEnvelope)))]
 async fn create_product(
     State(state): State<AppState>,
-    actor: AuthUser,
-    Query(tenant): Query<tenants::TenantQuery>,
+    scope: tenants::AdminScope,
     Json(body): Json<CreateProduct>,
 ) -> Result<
     (
@@ -180,15 +178,13 @@ async fn create_product(
     ),
     ApiError,
 > {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let product = body.parse()?;
     let row = super::create(
         &state.store,
         &tenant_id,
         &product,
-        Some(&actor.user_id),
+        Some(&scope.actor.user_id),
         state.clock.now_ms(),
     )
     .await?;
@@ -206,13 +202,10 @@ async fn create_product(
     responses((status = 200, body = Page<ProductView>), (status = 403, body = ErrorEnvelope)))]
 async fn list_products(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Query(page): Query<PageQuery>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<ProductView>>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let (rows, total) = super::list(
         &state.store,
         &tenant_id,
@@ -236,13 +229,10 @@ async fn list_products(
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorEnvelope)))]
 async fn get_product(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let row = super::find(&state.store, &tenant_id, &id)
         .await?
         .ok_or_else(|| product_not_found(&id))?;
@@ -259,14 +249,11 @@ async fn get_product(
               (status = 422, description = "`VALIDATION_FAILED`, `INVALID_BODY`", body = ErrorEnvelope)))]
 async fn update_product(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<UpdateProduct>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let patch = body.parse()?;
     let row = super::update(&state.store, &tenant_id, &id, &patch, state.clock.now_ms())
         .await?
@@ -283,13 +270,10 @@ async fn update_product(
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorEnvelope)))]
 async fn deactivate_product(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<ProductView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let row = super::deactivate(&state.store, &tenant_id, &id, state.clock.now_ms())
         .await?
         .ok_or_else(|| product_not_found(&id))?;
@@ -306,13 +290,12 @@ async fn deactivate_product(
               (status = 422, description = "`VALIDATION_FAILED`, `INVALID_BODY`", body = ErrorEnvelope)))]
 async fn receive_stock(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<ReceiveStock>,
 ) -> Result<Json<StockView>, ApiError> {
     let change = StockChange::receive(body.quantity, body.reason.as_deref())?;
-    apply_stock_change(state, actor, id, tenant, change).await
+    apply_stock_change(state, scope, id, change).await
 }
 
 /// Correct the stock by `delta` units with a reason; refused with 409
@@ -326,31 +309,27 @@ async fn receive_stock(
               (status = 422, description = "`VALIDATION_FAILED`, `INVALID_BODY`", body = ErrorEnvelope)))]
 async fn adjust_stock(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<AdjustStock>,
 ) -> Result<Json<StockView>, ApiError> {
     let change = StockChange::adjust(body.delta, &body.reason)?;
-    apply_stock_change(state, actor, id, tenant, change).await
+    apply_stock_change(state, scope, id, change).await
 }
 
 async fn apply_stock_change(
     state: AppState,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     id: String,
-    tenant: tenants::TenantQuery,
     change: StockChange,
 ) -> Result<Json<StockView>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let stock = super::change_stock(
         &state.store,
         &tenant_id,
         &id,
         &change,
-        Some(&actor.user_id),
+        Some(&scope.actor.user_id),
         state.clock.now_ms(),
     )
     .await?;
@@ -367,14 +346,11 @@ async fn apply_stock_change(
               (status = 404, description = "`PRODUCT_NOT_FOUND`", body = ErrorEnvelope)))]
 async fn list_movements(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(id): Path<String>,
     Query(page): Query<PageQuery>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<MovementView>>, ApiError> {
-    let tenant_id = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref())
-        .await?
-        .tenant_id;
+    let tenant_id = scope.tenant_id.clone();
     let (rows, total) =
         super::movements(&state.store, &tenant_id, &id, page.limit(), page.offset())
             .await?

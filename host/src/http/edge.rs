@@ -20,7 +20,7 @@ use axum::{
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use super::error::{ApiError, payload_too_large};
-use crate::{app::AppState, text};
+use crate::{state::AppState, text};
 
 /// Longest client-chosen request id kept.
 const MAX_REQUEST_ID: usize = 128;

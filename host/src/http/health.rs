@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::extract::Json;
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// How long a dependency may take to answer a health probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -116,7 +116,7 @@ async fn report(state: &AppState) -> HealthReport {
         version: env!("CARGO_PKG_VERSION"),
         database_backend: state.store.backend(),
         checks,
-        queue_depth: state.queue.depth().await.ok(),
+        queue_depth: state.queue.depth().await.ok().map(|d| d.total()),
         policy: PolicyHealth {
             generation: state.policy.snapshot().generation,
             components: state.policy.registry().all().len(),

@@ -29,7 +29,7 @@ use tracing::{Span, field::Empty};
 use utoipa_axum::router::OpenApiRouter;
 
 use self::error::{ApiError, ErrorCode};
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The whole API: every module's routes, docs and middleware.
 pub fn router(state: AppState) -> Router {

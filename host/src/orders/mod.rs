@@ -25,7 +25,6 @@ macro_rules! record_event {
 }
 
 mod place;
-pub use place::sweep_expired_keys;
 pub mod process;
 pub mod reader;
 mod routes;
@@ -36,10 +35,23 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
-    app::AppState,
     clock::rfc3339,
     policy::types::{Discount, Quote},
+    state::AppState,
 };
+
+/// Deletes expired idempotency keys (the workers do it once a minute); returns how many.
+pub async fn sweep_expired_keys(
+    ctx: impl Into<crate::state::WorkerContext>,
+) -> Result<u64, sqlx::Error> {
+    let ctx = ctx.into();
+    crate::idempotency::sweep_expired(
+        &ctx.store,
+        ctx.clock.now_ms(),
+        ctx.config.idempotency_ttl_ms(),
+    )
+    .await
+}
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -72,14 +84,28 @@ impl OrderStatus {
     }
 
     /// Parses the stored spelling.
-    pub fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Result<Self, UnknownStatus> {
         match s {
-            "PENDING" => Some(Self::Pending),
-            "CONFIRMED" => Some(Self::Confirmed),
-            "FAILED" => Some(Self::Failed),
-            "CANCELLED" => Some(Self::Cancelled),
-            _ => None,
+            "PENDING" => Ok(Self::Pending),
+            "CONFIRMED" => Ok(Self::Confirmed),
+            "FAILED" => Ok(Self::Failed),
+            "CANCELLED" => Ok(Self::Cancelled),
+            other => Err(UnknownStatus(other.to_owned())),
         }
+    }
+}
+
+/// A stored status this build does not know: a bug or a newer writer. It fails the read
+/// (logged, 500) instead of being shown as some other status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?} in the database")]
+pub struct UnknownStatus(pub String);
+
+impl TryFrom<String> for OrderStatus {
+    type Error = UnknownStatus;
+
+    fn try_from(stored: String) -> Result<Self, UnknownStatus> {
+        Self::parse(&stored)
     }
 }
 
@@ -92,8 +118,9 @@ pub struct OrderRow {
     pub tenant_id: String,
     /// Customer.
     pub user_id: String,
-    /// Status.
-    pub status: String,
+    /// Status (read as a typed value: an unknown stored status fails the read).
+    #[sqlx(try_from = "String")]
+    pub status: OrderStatus,
     /// Failure reason.
     pub reason: Option<String>,
     /// Queue priority.
@@ -207,7 +234,7 @@ impl OrderView {
             .unwrap_or_default();
         let components = serde_json::from_str(&order.components).unwrap_or_default();
         Self {
-            status: OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Failed),
+            status: order.status,
             id: order.id,
             reason: order.reason,
             priority: order.priority,

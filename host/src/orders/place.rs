@@ -10,13 +10,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{ComponentUsed, LineRow, OrderRow, OrderStatus, OrderView, reader::ReadRequest};
 use crate::{
-    app::AppState,
     auth::AuthUser,
     catalog::{
         Decimal, Sku,
@@ -26,12 +24,12 @@ use crate::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
     },
+    idempotency::{self, Begun, HeldKey},
     policy::{
         EvalMode, Evaluation,
         types::{Customer, OrderContext, OrderLine, Quote, Violation},
     },
-    store::WritePool as _,
-    with_pool,
+    state::AppState,
 };
 
 /// The routes of this file.
@@ -379,7 +377,7 @@ async fn insert_order(
     state: &AppState,
     actor: &AuthUser,
     decision: &Decision,
-    idempotency: Option<(&str, &str)>,
+    key: Option<&HeldKey>,
 ) -> Result<OrderView, ApiError> {
     let now = state.clock.now_ms();
     let id = uuid::Uuid::now_v7().to_string();
@@ -391,7 +389,7 @@ async fn insert_order(
         id: id.clone(),
         tenant_id: actor.tenant_id.clone(),
         user_id: actor.user_id.clone(),
-        status: OrderStatus::Pending.as_str().to_owned(),
+        status: OrderStatus::Pending,
         reason: None,
         priority: i64::from(decision.priority),
         total: decision.quote.total,
@@ -423,11 +421,11 @@ async fn insert_order(
     let view = OrderView::from_rows(order.clone(), lines.clone());
     // The response is stored only under an idempotency key: no second serialization of
     // the order on the common path.
-    let idempotency = match idempotency {
-        Some((key, _)) => Some((
-            key.to_owned(),
-            serde_json::to_string(&view).map_err(ApiError::internal)?,
-        )),
+    let idempotency = match key {
+        Some(held) => Some(idempotency::Done {
+            key: held.key.clone(),
+            response_body: serde_json::to_string(&view).map_err(ApiError::internal)?,
+        }),
         None => None,
     };
     let max_attempts = i32::try_from(state.config.queue().max_attempts).unwrap_or(5);
@@ -447,226 +445,6 @@ async fn insert_order(
     Ok(view)
 }
 
-/// The idempotency record of a request, if the client sent a key.
-enum Idempotency {
-    /// No key, or a new key now held by this request.
-    Proceed(Option<(String, String)>),
-    /// The first response to the same key and body.
-    Replay(Response),
-}
-
-const IDEMPOTENCY_HEADER: &str = "idempotency-key";
-
-async fn begin_idempotent(
-    state: &AppState,
-    actor: &AuthUser,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Idempotency, ApiError> {
-    let Some(key) = headers.get(IDEMPOTENCY_HEADER) else {
-        return Ok(Idempotency::Proceed(None));
-    };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|k| (1..=255).contains(&k.len()))
-        .ok_or_else(|| ApiError::validation("Idempotency-Key", "1-255 visible ASCII characters"))?
-        .to_owned();
-    let hash = hex::encode(Sha256::digest(body));
-    let now = state.clock.now_ms();
-    let inserted = with_pool!(&state.store, pool => sqlx::query(
-        "insert into idempotency_keys (tenant_id, user_id, key, request_hash, state, created_at, updated_at) \
-         values ($1, $2, $3, $4, 'in_flight', $5, $5) on conflict do nothing",
-    )
-    .bind(&actor.tenant_id)
-    .bind(&actor.user_id)
-    .bind(&key)
-    .bind(&hash)
-    .bind(now)
-    .execute(pool)
-    .await?
-    .rows_affected());
-    if inserted == 1 {
-        return Ok(Idempotency::Proceed(Some((key, hash))));
-    }
-    #[derive(sqlx::FromRow)]
-    struct Stored {
-        request_hash: String,
-        state: String,
-        response_status: Option<i32>,
-        response_body: Option<String>,
-        created_at: i64,
-        updated_at: i64,
-    }
-    let stored = with_pool!(&state.store, pool => sqlx::query_as::<_, Stored>(
-        "select request_hash, state, response_status, response_body, created_at, updated_at from idempotency_keys \
-         where tenant_id = $1 and user_id = $2 and key = $3",
-    )
-    .bind(&actor.tenant_id)
-    .bind(&actor.user_id)
-    .bind(&key)
-    .fetch_optional(pool)
-    .await?)
-    .ok_or_else(|| ApiError::unavailable("idempotency key vanished while being read"))?;
-    if stored.created_at < now - state.config.idempotency_ttl_ms() {
-        // Expired (the sweep has not removed it yet): the key is free again, with a new
-        // lifetime from now.
-        return take_over(
-            state,
-            actor,
-            key,
-            hash,
-            now,
-            (stored.state.as_str(), stored.created_at, stored.updated_at),
-        )
-        .await;
-    }
-    if stored.request_hash != hash {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "IDEMPOTENCY_KEY_REUSED",
-            "this Idempotency-Key was used with a different request body",
-        ));
-    }
-    match (
-        stored.state.as_str(),
-        stored.response_status,
-        stored.response_body,
-    ) {
-        ("done", Some(status), Some(body)) => {
-            let status = StatusCode::from_u16(u16::try_from(status).unwrap_or(500))
-                .unwrap_or(StatusCode::OK);
-            Ok(Idempotency::Replay(stored_response(status, body)))
-        }
-        ("in_flight", _, _) if stored.updated_at < now - STALE_IN_FLIGHT_MS => {
-            // The request that took the key died before settling it (a crash, a lost
-            // connection to the database): take the key over, keeping its lifetime.
-            take_over(
-                state,
-                actor,
-                key,
-                hash,
-                stored.created_at,
-                (stored.state.as_str(), stored.created_at, stored.updated_at),
-            )
-            .await
-        }
-        _ => Err(in_flight()),
-    }
-}
-
-/// Takes a key over for this request (its body's `hash`, in flight, `created_at`), under
-/// a guard on the row as it was read (`seen` = state, created_at, updated_at): of two requests
-/// taking the same key over, only one proceeds; the other is told the key is in flight.
-async fn take_over(
-    state: &AppState,
-    actor: &AuthUser,
-    key: String,
-    hash: String,
-    created_at: i64,
-    seen: (&str, i64, i64),
-) -> Result<Idempotency, ApiError> {
-    let now = state.clock.now_ms();
-    let taken = with_pool!(&state.store, pool => sqlx::query(
-        "update idempotency_keys set request_hash = $1, state = 'in_flight', response_status = null, \
-         response_body = null, created_at = $2, updated_at = $3 \
-         where tenant_id = $4 and user_id = $5 and key = $6 and state = $7 and created_at = $8 \
-         and updated_at = $9",
-    )
-    .bind(&hash)
-    .bind(created_at)
-    .bind(now)
-    .bind(&actor.tenant_id)
-    .bind(&actor.user_id)
-    .bind(&key)
-    .bind(seen.0)
-    .bind(seen.1)
-    .bind(seen.2)
-    .execute(pool)
-    .await?
-    .rows_affected());
-    if taken == 1 {
-        Ok(Idempotency::Proceed(Some((key, hash))))
-    } else {
-        Err(in_flight())
-    }
-}
-
-/// Deletes the idempotency keys older than the configured lifetime (a key in flight
-/// that old belongs to a request that died long ago). Run by the workers now and then;
-/// returns how many went.
-pub async fn sweep_expired_keys(state: &AppState) -> Result<u64, sqlx::Error> {
-    let cutoff = state.clock.now_ms() - state.config.idempotency_ttl_ms();
-    with_pool!(&state.store, pool => {
-        let _turn = pool.write_turn().await;
-        sqlx::query("delete from idempotency_keys where created_at < $1")
-            .bind(cutoff)
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected())
-    })
-}
-
-/// How long a key may stay in flight before another request with it may take over.
-const STALE_IN_FLIGHT_MS: i64 = 60_000;
-
-fn in_flight() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "IDEMPOTENCY_IN_FLIGHT",
-        "a request with this Idempotency-Key is still being processed; retry shortly",
-    )
-    .with_retry_after(1)
-}
-
-fn stored_response(status: StatusCode, body: String) -> Response {
-    let location = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v["id"].as_str().map(|id| format!("/order/{id}")));
-    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-    if status == StatusCode::ACCEPTED
-        && let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok())
-    {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
-}
-
-/// Records a final rejection (4xx) under the key, or frees the key after a 5xx so the
-/// client can retry.
-async fn finish_idempotent(state: &AppState, actor: &AuthUser, key: &str, error: &ApiError) {
-    let now = state.clock.now_ms();
-    let result = if error.status.is_client_error() {
-        let body = serde_json::json!({ "error": { "code": error.code, "message": error.message, "details": error.details } });
-        with_pool!(&state.store, pool => sqlx::query(
-            "update idempotency_keys set state = 'done', response_status = $1, response_body = $2, updated_at = $3 \
-             where tenant_id = $4 and user_id = $5 and key = $6",
-        )
-        .bind(i32::from(error.status.as_u16()))
-        .bind(body.to_string())
-        .bind(now)
-        .bind(&actor.tenant_id)
-        .bind(&actor.user_id)
-        .bind(key)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-    } else {
-        with_pool!(&state.store, pool => sqlx::query(
-            "delete from idempotency_keys where tenant_id = $1 and user_id = $2 and key = $3",
-        )
-        .bind(&actor.tenant_id)
-        .bind(&actor.user_id)
-        .bind(key)
-        .execute(pool)
-        .await
-        .map(|_| ()))
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not settle an idempotency key");
-    }
-}
-
 async fn place(
     state: AppState,
     actor: AuthUser,
@@ -677,7 +455,7 @@ async fn place(
     // sends of the same order do not count as a different body.
     // Only requests that carry a key pay for it.
     let canonical = headers
-        .contains_key(IDEMPOTENCY_HEADER)
+        .contains_key(idempotency::HEADER)
         .then(|| serde_json::to_vec(&request))
         .transpose()
         .map_err(ApiError::internal)?;
@@ -685,14 +463,13 @@ async fn place(
     let parsed = parse(request)?;
     let key = match canonical {
         None => None,
-        Some(canonical) => match begin_idempotent(&state, &actor, &headers, &canonical).await? {
-            Idempotency::Replay(response) => return Ok(response),
-            Idempotency::Proceed(key) => key,
+        Some(canonical) => match idempotency::begin(&state, &actor, &headers, &canonical).await? {
+            Begun::Replay(response) => return Ok(response),
+            Begun::Proceed(held) => Some(held),
         },
     };
-    let key_ref = key.as_ref().map(|(k, h)| (k.as_str(), h.as_str()));
     let result = match decide(&state, &actor, &parsed).await {
-        Ok(decision) => insert_order(&state, &actor, &decision, key_ref).await,
+        Ok(decision) => insert_order(&state, &actor, &decision, key.as_ref()).await,
         Err(e) => Err(e),
     };
     match result {
@@ -705,8 +482,8 @@ async fn place(
             Ok(response)
         }
         Err(error) => {
-            if let Some((key, _)) = &key {
-                finish_idempotent(&state, &actor, key, &error).await;
+            if let Some(held) = &key {
+                idempotency::finish(&state, &actor, held, &error).await;
             }
             Err(error)
         }

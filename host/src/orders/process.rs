@@ -22,8 +22,8 @@ use tokio::sync::watch;
 
 use super::OrderStatus;
 use crate::{
-    app::AppState,
-    queue::{IDLE_POLL, Job},
+    queue::{self, IDLE_POLL, Job},
+    state::WorkerContext,
     store::{Col, WritePool as _},
     with_pool,
 };
@@ -53,7 +53,11 @@ pub struct PassReport {
 }
 
 /// Claims one batch and settles it. Returns what it did.
-pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx::Error> {
+pub async fn run_once(
+    state: impl Into<WorkerContext>,
+    worker: &str,
+) -> Result<PassReport, sqlx::Error> {
+    let state = &state.into();
     let config = state.config.queue();
     let now = state.clock.now_ms();
     let jobs = state.queue.claim(worker, now, config.batch_size).await?;
@@ -63,10 +67,11 @@ pub async fn run_once(state: &AppState, worker: &str) -> Result<PassReport, sqlx
 /// Settles jobs `worker` claimed. A job whose lease ran out and that another worker
 /// already settled changes nothing here (its order is no longer PENDING).
 pub async fn process_claimed(
-    state: &AppState,
+    state: impl Into<WorkerContext>,
     worker: &str,
     jobs: &[Job],
 ) -> Result<PassReport, sqlx::Error> {
+    let state = &state.into();
     let mut report = PassReport {
         claimed: jobs.len(),
         ..Default::default()
@@ -75,12 +80,18 @@ pub async fn process_claimed(
         return Ok(report);
     }
     match settle(state, jobs).await {
-        Ok(outcomes) => tally(&mut report, &outcomes),
+        Ok(outcomes) => {
+            tally(&mut report, &outcomes);
+            state.queue.acknowledge(jobs).await?;
+        }
         Err(batch_error) => {
             tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; settling its jobs one by one");
             for job in jobs {
                 match settle(state, std::slice::from_ref(job)).await {
-                    Ok(outcomes) => tally(&mut report, &outcomes),
+                    Ok(outcomes) => {
+                        tally(&mut report, &outcomes);
+                        state.queue.acknowledge(std::slice::from_ref(job)).await?;
+                    }
                     Err(error) => {
                         if give_up_or_retry(state, worker, job, &error.to_string()).await? {
                             report.failed += 1;
@@ -134,7 +145,7 @@ struct StockState {
 /// their lines, one of the stock rows, one chain of writes. The guard `available >= qty`
 /// still backs the in-memory decision: if it ever refuses, the transaction fails and the
 /// jobs are retried.
-async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
+async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
         // Read the clock once the write lock is ours: `final_at` is when the batch was
@@ -271,9 +282,8 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
                 Col::int(movements.iter().map(|_| now)),
             ]);
         }
-        // Settled: the job's work is done and the order row is the record.
-        let q = chain.statement("delete from jobs where ");
-        pool.push_any(q, "order_id", jobs.iter().map(|job| job.order_id.clone()).collect());
+        // Settled: the jobs are acknowledged in the same chain.
+        queue::db::acknowledge_in(pool, &mut chain, jobs.iter().map(|job| job.order_id.clone()).collect());
         // Last, so its row count is what the chain returns: every stock row's reservation
         // in one statement. The guard `available >= qty` still backs the decision made
         // above under the rows' locks: if it ever refuses a row, the transaction fails
@@ -300,11 +310,13 @@ async fn settle(state: &AppState, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Er
     })
 }
 
-/// After a failed attempt: retry later, or — on the last attempt — bury the job and fail
-/// its order with `RETRIES_EXHAUSTED`. Returns whether it gave up. Guarded by the lease
-/// so a job another worker took over is left alone.
+/// After a failed attempt: retry later, or — on the last attempt — fail its order with
+/// `RETRIES_EXHAUSTED` and bury the job. Returns whether it gave up. The order is failed
+/// first, guarded by `status = 'PENDING'`: if the process dies before the job is buried,
+/// the job is redelivered once its lease ends and skipped (its order is final). The queue
+/// calls are guarded by the lease, so a job another worker took over is left alone.
 async fn give_up_or_retry(
-    state: &AppState,
+    state: &WorkerContext,
     worker: &str,
     job: &Job,
     error: &str,
@@ -315,51 +327,31 @@ async fn give_up_or_retry(
     let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
     if attempts < u32::try_from(job.max_attempts).unwrap_or(1) {
         let run_at = now + config.backoff_ms(attempts);
-        with_pool!(&state.store, pool => sqlx::query(
-            "update jobs set status = 'queued', run_at = $1, lease_until = null, leased_by = null, \
-             last_error = $2, updated_at = $3 where order_id = $4 and status = 'leased' and leased_by = $5",
-        )
-        .bind(run_at)
-        .bind(&error)
-        .bind(now)
-        .bind(&job.order_id)
-        .bind(worker)
-        .execute(pool)
-        .await
-        .map(|_| ())?);
+        state
+            .queue
+            .retry_later(worker, job, run_at, &error, now)
+            .await?;
         tracing::warn!(order = %job.order_id, attempt = attempts, %error, "order processing failed; retrying");
         metrics::counter!("orderhost_queue_retries_total").increment(1);
         return Ok(false);
     }
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
-        let buried = sqlx::query(
-            "update jobs set status = 'dead', lease_until = null, last_error = $1, updated_at = $2 \
-             where order_id = $3 and status = 'leased' and leased_by = $4",
+        let failed = sqlx::query(
+            "update orders set status = 'FAILED', reason = 'RETRIES_EXHAUSTED', updated_at = $1, final_at = $1 \
+             where id = $2 and status = 'PENDING'",
         )
-        .bind(&error)
         .bind(now)
         .bind(&job.order_id)
-        .bind(worker)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if buried == 1 {
-            let failed = sqlx::query(
-                "update orders set status = 'FAILED', reason = 'RETRIES_EXHAUSTED', updated_at = $1, final_at = $1 \
-                 where id = $2 and status = 'PENDING'",
-            )
-            .bind(now)
-            .bind(&job.order_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if failed == 1 {
-                record_event!(&mut *tx, &job.order_id, &job.tenant_id, OrderStatus::Failed, Some("RETRIES_EXHAUSTED"), now)?;
-            }
+        if failed == 1 {
+            record_event!(&mut *tx, &job.order_id, &job.tenant_id, OrderStatus::Failed, Some("RETRIES_EXHAUSTED"), now)?;
         }
         tx.commit().await?;
     });
+    state.queue.bury(worker, job, &error, now).await?;
     tracing::error!(order = %job.order_id, %error, "order processing failed for the last time; job is dead");
     metrics::counter!("orderhost_queue_dead_total").increment(1);
     Ok(true)
@@ -370,7 +362,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// A worker: claims and settles batches until `stop` turns true. Wakes early when an
 /// order is accepted in this process; polls otherwise (other processes share the table).
-pub async fn run_worker(state: AppState, worker: String, mut stop: watch::Receiver<bool>) {
+pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::Receiver<bool>) {
     tracing::info!(%worker, "order worker started");
     let mut failures: u32 = 0;
     let mut last_sweep = tokio::time::Instant::now();
@@ -416,7 +408,7 @@ pub async fn run_worker(state: AppState, worker: String, mut stop: watch::Receiv
 
 /// Starts `count` workers; they stop when the returned sender is set to true.
 pub fn spawn_workers(
-    state: &AppState,
+    state: &WorkerContext,
     count: u32,
 ) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = watch::channel(false);

@@ -14,13 +14,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{LINE_COLUMNS, LineRow, ORDER_COLUMNS, OrderRow, OrderStatus, OrderView};
 use crate::{
-    app::AppState,
     auth::{AuthUser, Role},
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::{Json, Path, Query},
         pagination::{Page, PageQuery},
     },
+    state::AppState,
     store::{Store, WritePool as _},
     with_pool,
 };
@@ -130,13 +130,14 @@ async fn cancel_order(
             .fetch_one(&mut *tx)
             .await?;
         match OrderStatus::parse(&status) {
-            Some(OrderStatus::Cancelled) => Ok(()),
-            Some(OrderStatus::Failed) | None => Err(ApiError::new(
+            Err(unknown) => Err(ApiError::internal(unknown)),
+            Ok(OrderStatus::Cancelled) => Ok(()),
+            Ok(OrderStatus::Failed) => Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "ORDER_NOT_CANCELLABLE",
                 "a failed order holds nothing to cancel",
             )),
-            Some(previous @ (OrderStatus::Pending | OrderStatus::Confirmed)) => {
+            Ok(previous @ (OrderStatus::Pending | OrderStatus::Confirmed)) => {
                 if previous == OrderStatus::Confirmed {
                     let lines = sqlx::query_as::<_, LineRow>(&format!(
                         "select {LINE_COLUMNS} from order_lines where order_id = $1 order by stock_id"
@@ -177,11 +178,6 @@ async fn cancel_order(
                 .bind(previous.as_str())
                 .execute(&mut *tx)
                 .await?;
-                // A queued job has nothing left to do.
-                sqlx::query("delete from jobs where order_id = $1 and status in ('queued', 'leased')")
-                    .bind(&order.id)
-                    .execute(&mut *tx)
-                    .await?;
                 record_event!(&mut *tx, &order.id, &order.tenant_id, OrderStatus::Cancelled, None::<&str>, now)?;
                 tx.commit().await?;
                 Ok(())
@@ -189,6 +185,11 @@ async fn cancel_order(
         }
     });
     outcome?;
+    // The queued job has nothing left to do. Best effort: a job left behind is claimed
+    // later and skipped, its order being no longer PENDING.
+    if let Err(error) = state.queue.release(&order.id).await {
+        tracing::warn!(%error, order = %order.id, "could not release the cancelled order's job");
+    }
     state.order_events.notify_waiters();
     let order = visible_order(&state.store, &actor, &id).await?;
     let lines = lines_of(&state.store, &order.id).await?;

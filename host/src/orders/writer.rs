@@ -13,6 +13,8 @@
 
 use super::{LineRow, OrderRow};
 use crate::{
+    idempotency,
+    queue::{self, db::NewJob},
     store::{Col, Store, WritePool as _, batch::Batcher},
     with_pool,
 };
@@ -31,8 +33,8 @@ pub struct NewOrder {
     pub lines: Vec<LineRow>,
     /// Attempts its job gets.
     pub max_attempts: i32,
-    /// `(key, response body)` to record under the client's idempotency key.
-    pub idempotency: Option<(String, String)>,
+    /// The client's idempotency key, settled with the order.
+    pub idempotency: Option<idempotency::Done>,
 }
 
 /// Handle to the writer task.
@@ -111,7 +113,7 @@ async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Er
             text(|n| &n.order.id),
             text(|n| &n.order.tenant_id),
             text(|n| &n.order.user_id),
-            text(|n| &n.order.status),
+            text(|n| n.order.status.as_str()),
             int(|n| n.order.priority),
             int(|n| n.order.total),
             text(|n| &n.order.currency),
@@ -153,22 +155,17 @@ async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Er
             int(|n| n.order.created_at),
         ]);
 
-        let q = chain.statement(
-            "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
-             created_at, updated_at) ",
-        );
-        pool.push_rows(q, vec![
-            Col::text(orders.iter().map(|_| uuid::Uuid::now_v7().to_string())),
-            text(|n| &n.order.tenant_id),
-            text(|n| &n.order.id),
-            int(|n| n.order.priority),
-            text(|_| "queued"),
-            int(|_| 0),
-            int(|n| i64::from(n.max_attempts)),
-            int(|n| n.order.created_at),
-            int(|n| n.order.created_at),
-            int(|n| n.order.created_at),
-        ]);
+        let jobs: Vec<NewJob<'_>> = orders
+            .iter()
+            .map(|n| NewJob {
+                order_id: &n.order.id,
+                tenant_id: &n.order.tenant_id,
+                priority: n.order.priority,
+                max_attempts: n.max_attempts,
+                now: n.order.created_at,
+            })
+            .collect();
+        queue::db::enqueue_in(pool, &mut chain, &jobs);
 
         let q = chain.statement("update users set order_count = order_count + v.qty from ");
         pool.push_id_qty(q, "v", per_user.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect());
@@ -181,18 +178,15 @@ async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Er
         let mut tx = pool.begin_write().await?;
         pool.run_chain(&mut tx, chain).await?;
         for new in orders {
-            if let Some((key, body)) = &new.idempotency {
-                sqlx::query(
-                    "update idempotency_keys set state = 'done', response_status = 202, response_body = $1, \
-                     updated_at = $2 where tenant_id = $3 and user_id = $4 and key = $5",
-                )
-                .bind(body.as_str())
-                .bind(new.order.created_at)
-                .bind(new.order.tenant_id.as_str())
-                .bind(new.order.user_id.as_str())
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await?;
+            if let Some(done) = &new.idempotency {
+                idempotency::mark_done!(
+                    &mut *tx,
+                    new.order.tenant_id.as_str(),
+                    new.order.user_id.as_str(),
+                    done.key.as_str(),
+                    done.response_body.as_str(),
+                    new.order.created_at
+                )?;
             }
         }
         tx.commit().await

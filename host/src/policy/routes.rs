@@ -12,12 +12,12 @@ use super::{
     types::{Customer, OrderContext, OrderLine},
 };
 use crate::{
-    app::AppState,
     auth::AuthUser,
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
     },
+    state::AppState,
     tenants,
 };
 

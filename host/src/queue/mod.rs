@@ -1,20 +1,27 @@
-//! The order queue. The `jobs` table is the source of truth: a job row is written in the
-//! same transaction as its order (so an accepted order can never be lost between the
-//! database and the queue), and workers claim rows with a lease — highest priority first,
-//! FIFO within a priority (creation time, then the time-ordered id). A job whose worker
-//! died is claimable again once its lease runs out.
+//! The order queue: the whole job lifecycle, behind one seam. This module (with `db.rs`)
+//! is the only one that names the `jobs` table; orders call it.
 //!
-//! [`JobQueue`] is the seam for a second backend: the Redis queue of the next issue will
-//! hand out the same jobs (fed from this table as an outbox) behind the same `claim`.
+//! | call | when | transactional with the order? |
+//! |---|---|---|
+//! | [`db::enqueue_in`] | an order is accepted | **yes**: a statement of the order's own write chain, so an accepted order can never be lost between the database and the queue (the original's PENDING-forever bug). In Redis mode the same call writes the outbox row the relay pushes. |
+//! | [`db::acknowledge_in`] | a batch is settled | **yes** on the database queue: the job rows go in the settlement's own chain. A Redis queue acknowledges after the commit ([`JobQueue::acknowledge`]); a lost acknowledgement only redelivers a job whose order is settled, which changes nothing. |
+//! | [`JobQueue::claim`] | a worker wants work | no: leases jobs, highest priority first, FIFO within a priority (creation time, then the time-ordered id); a job whose worker died is claimable again once its lease runs out |
+//! | [`JobQueue::acknowledge`] | after a settlement committed | no (nothing to do on the database queue) |
+//! | [`JobQueue::retry_later`] | a transient failure | no: back to the queue at `run_at`, with its last error |
+//! | [`JobQueue::bury`] | the last attempt failed | no: dead, with its last error — the order is failed first, so a crash in between only redelivers a job whose order is final |
+//! | [`JobQueue::release`] | an order was cancelled | no: the job goes; if this fails, the job is claimed later and skipped (its order is no longer PENDING) |
+//! | [`JobQueue::dead`], [`JobQueue::retry_dead`], [`JobQueue::discard_dead`] | operators | no |
+//! | [`JobQueue::depth`] | health, metrics | no: waiting jobs per priority, and in flight |
+//!
+//! The Redis queue (Redis mode) implements [`JobQueue`] next to [`db::DbQueue`]; the order
+//! code does not know which one runs.
 
-use std::{future::Future, pin::Pin, time::Duration};
+pub mod db;
+pub use db::DbQueue;
+
+use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
 
 use rand::Rng as _;
-
-use crate::{
-    store::{Store, WritePool as _},
-    with_pool,
-};
 
 /// Queue tuning.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +88,44 @@ pub struct Job {
 /// A boxed future, for the object-safe trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where workers get jobs from.
+/// A job that exhausted its attempts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadJob {
+    /// The order it processed.
+    pub order_id: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// Priority.
+    pub priority: i64,
+    /// Attempts made.
+    pub attempts: i32,
+    /// The last error.
+    pub last_error: Option<String>,
+    /// When it died, epoch ms.
+    pub updated_at: i64,
+}
+
+/// What the queue holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Depth {
+    /// Jobs waiting to be claimed, per priority (highest first when iterated in reverse).
+    pub waiting: BTreeMap<i64, i64>,
+    /// Jobs claimed and not settled yet.
+    pub in_flight: i64,
+    /// Dead jobs.
+    pub dead: i64,
+}
+
+impl Depth {
+    /// Jobs waiting or in flight.
+    pub fn total(&self) -> i64 {
+        self.waiting.values().sum::<i64>() + self.in_flight
+    }
+}
+
+/// Where workers get jobs from, and where their outcome goes (see the module table).
 pub trait JobQueue: Send + Sync + 'static {
     /// Leases up to `max` jobs to `worker` until `now + lease`, and returns them highest
     /// priority first, FIFO within a priority.
@@ -92,96 +136,52 @@ pub trait JobQueue: Send + Sync + 'static {
         max: u32,
     ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>>;
 
-    /// Jobs waiting (queued or leased), for health and metrics.
-    fn depth(&self) -> BoxFuture<'_, Result<i64, sqlx::Error>>;
-}
+    /// `jobs` were settled and committed.
+    fn acknowledge<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
 
-/// The embedded queue: the `jobs` table itself.
-#[derive(Debug, Clone)]
-pub struct DbQueue {
-    store: Store,
-    lease_ms: i64,
-}
-
-impl DbQueue {
-    /// A queue on `store`.
-    pub fn new(store: Store, config: &QueueConfig) -> Self {
-        Self {
-            store,
-            lease_ms: config.lease_ms,
-        }
-    }
-}
-
-impl JobQueue for DbQueue {
-    fn claim<'a>(
+    /// Puts `job`, leased by `worker`, back for another attempt at `run_at`. `false` when
+    /// the lease was no longer `worker`'s (another worker took the job over).
+    fn retry_later<'a>(
         &'a self,
         worker: &'a str,
+        job: &'a Job,
+        run_at: i64,
+        error: &'a str,
         now: i64,
-        max: u32,
-    ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>> {
-        Box::pin(async move {
-            let mut jobs = with_pool!(&self.store, pool => {
-                // SQLite: the claim writes; wait for this process's write turn rather than
-                // in SQLite's busy handler.
-                let _turn = pool.write_turn().await;
-                // A job whose worker died goes back to the queue once its lease ran out
-                // (its attempt stays counted). Looked for first with a read (an index
-                // probe that finds nothing almost always), so an idle claim takes no
-                // write lock on SQLite.
-                let expired: Option<i32> = sqlx::query_scalar(
-                    "select 1 from jobs where status = 'leased' and lease_until <= $1 limit 1",
-                )
-                .bind(now)
-                .fetch_optional(pool)
-                .await?;
-                if expired.is_some() {
-                    sqlx::query(
-                        "update jobs set status = 'queued', lease_until = null, leased_by = null, updated_at = $1 \
-                         where status = 'leased' and lease_until <= $1",
-                    )
-                    .bind(now)
-                    .execute(pool)
-                    .await?;
-                }
-                // Claim order straight off the partial index `jobs_queued_idx`. PostgreSQL:
-                // skip rows other claimers hold; SQLite: one writer at a time.
-                let sql = format!(
-                    "update jobs set status = 'leased', lease_until = $1, leased_by = $2, \
-                     attempts = attempts + 1, updated_at = $3 \
-                     where order_id in (select order_id from jobs where status = 'queued' and run_at <= $3 \
-                        order by priority desc, created_at, id limit $4 {}) \
-                     returning id, order_id, tenant_id, priority, attempts, max_attempts, created_at",
-                    pool.skip_locked()
-                );
-                sqlx::query_as::<_, Job>(&sql)
-                    .bind(now + self.lease_ms)
-                    .bind(worker)
-                    .bind(now)
-                    .bind(i64::from(max))
-                    .fetch_all(pool)
-                    .await?
-            });
-            // `returning` has no order: restore the claim order.
-            jobs.sort_by(|a, b| {
-                b.priority
-                    .cmp(&a.priority)
-                    .then(a.created_at.cmp(&b.created_at))
-                    .then(a.id.cmp(&b.id))
-            });
-            Ok(jobs)
-        })
-    }
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
 
-    fn depth(&self) -> BoxFuture<'_, Result<i64, sqlx::Error>> {
-        Box::pin(async move {
-            with_pool!(&self.store, pool => sqlx::query_scalar::<_, i64>(
-                "select count(*) from jobs where status in ('queued', 'leased')",
-            )
-            .fetch_one(pool)
-            .await)
-        })
-    }
+    /// Marks `job`, leased by `worker`, dead with its last error. `false` when the lease
+    /// was no longer `worker`'s.
+    fn bury<'a>(
+        &'a self,
+        worker: &'a str,
+        job: &'a Job,
+        error: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+
+    /// Drops the waiting job of a cancelled order; `false` when there was none.
+    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+
+    /// One page of dead jobs, newest first, and how many there are.
+    fn dead(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), sqlx::Error>>;
+
+    /// Queues a dead job again with fresh attempts; `false` when it is not dead.
+    fn retry_dead<'a>(
+        &'a self,
+        order_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+
+    /// Deletes a dead job; `false` when it is not dead.
+    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+
+    /// Waiting jobs per priority, in flight, dead.
+    fn depth(&self) -> BoxFuture<'_, Result<Depth, sqlx::Error>>;
 }
 
 /// How long an idle worker waits before polling again when nothing woke it.

@@ -7,7 +7,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
-    app::AppState,
     auth::AuthUser,
     clock::rfc3339,
     http::{
@@ -15,6 +14,7 @@ use crate::{
         extract::{Json, Query},
         pagination::{Page, PageQuery},
     },
+    state::AppState,
     store::{Store, is_unique_violation},
     with_pool,
 };
@@ -139,13 +139,31 @@ pub struct TenantQuery {
     pub tenant: Option<String>,
 }
 
-/// Who acts on which tenant in an admin request.
+/// Who acts on which tenant in an admin request; also an extractor, so an admin handler
+/// takes `scope: AdminScope` instead of repeating the caller / `?tenant=` / role preamble:
+/// an admin acts on its own tenant, an operator on the one `?tenant=` names (its own by
+/// default); customers get 403, an admin naming another tenant 404.
 #[derive(Debug, Clone)]
 pub struct AdminScope {
+    /// The caller.
+    pub actor: AuthUser,
     /// The tenant the action applies to.
     pub tenant_id: String,
     /// The caller's role, read from its row now (never from the token).
     pub actor_role: crate::auth::Role,
+}
+
+impl axum::extract::FromRequestParts<AppState> for AdminScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let actor = AuthUser::from_request_parts(parts, state).await?;
+        let Query(query) = Query::<TenantQuery>::from_request_parts(parts, state).await?;
+        admin_scope(&state.store, &actor, query.tenant.as_deref()).await
+    }
 }
 
 /// The tenant an admin action applies to: an admin's own; an operator's choice. An
@@ -170,6 +188,7 @@ pub async fn admin_scope(
         }
     };
     Ok(AdminScope {
+        actor: actor.clone(),
         tenant_id,
         actor_role,
     })

@@ -7,13 +7,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{Change, DisplayName, Email, UserRow, UserUpdate, UserView};
 use crate::{
-    app::AppState,
-    auth::{AuthUser, Role},
+    auth::Role,
     http::{
         error::{ApiError, ErrorEnvelope},
         extract::{Json, Path, Query},
         pagination::{Page, PageQuery},
     },
+    state::AppState,
     tenants,
 };
 
@@ -92,11 +92,9 @@ async fn apply(
     responses((status = 200, body = Page<UserView>), (status = 403, body = ErrorEnvelope)))]
 async fn list_users(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Query(page): Query<PageQuery>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
-    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let (rows, total) =
         super::list(&state.store, &scope.tenant_id, page.limit(), page.offset()).await?;
     Ok(Json(Page::new(
@@ -111,11 +109,9 @@ async fn list_users(
     responses((status = 200, body = UserView), (status = 404, body = ErrorEnvelope)))]
 async fn get_user(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(email): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
-    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &scope, &email).await?;
     Ok(Json(user.into()))
 }
@@ -126,12 +122,10 @@ async fn get_user(
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn update_user(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(email): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
     Json(body): Json<UpdateUser>,
 ) -> Result<Json<UserView>, ApiError> {
-    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &scope, &email).await?;
     let role = body.role.unwrap_or(user.role());
     if role == Role::Operator && scope.actor_role != Role::Operator {
@@ -155,13 +149,11 @@ async fn update_user(
     responses((status = 204), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn delete_user(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(email): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<StatusCode, ApiError> {
-    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &scope, &email).await?;
-    if user.id == actor.user_id {
+    if user.id == scope.actor.user_id {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "CANNOT_DELETE_SELF",
@@ -182,11 +174,10 @@ async fn delete_user(
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn promote_vip(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(email): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_vip(state, actor, email, tenant, true).await
+    set_vip(state, scope, email, true).await
 }
 
 /// Make a VIP a regular customer again.
@@ -194,21 +185,18 @@ async fn promote_vip(
     responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
 async fn demote_vip(
     State(state): State<AppState>,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     Path(email): Path<String>,
-    Query(tenant): Query<tenants::TenantQuery>,
 ) -> Result<Json<UserView>, ApiError> {
-    set_vip(state, actor, email, tenant, false).await
+    set_vip(state, scope, email, false).await
 }
 
 async fn set_vip(
     state: AppState,
-    actor: AuthUser,
+    scope: tenants::AdminScope,
     email: String,
-    tenant: tenants::TenantQuery,
     vip: bool,
 ) -> Result<Json<UserView>, ApiError> {
-    let scope = tenants::admin_scope(&state.store, &actor, tenant.tenant.as_deref()).await?;
     let user = target(&state, &scope, &email).await?;
     let change = UserUpdate {
         role: user.role(),

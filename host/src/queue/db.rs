@@ -1,0 +1,284 @@
+//! The database queue: the `jobs` table of the order database (SQLite or PostgreSQL).
+//! PostgreSQL claims with `for update skip locked`, so any number of workers and
+//! processes share the table; SQLite claims under its single writer.
+
+use super::{BoxFuture, DeadJob, Depth, Job, JobQueue, QueueConfig};
+use crate::{
+    store::{Chain, Col, Store, WritePool},
+    with_pool,
+};
+
+/// A job to enqueue with its order.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    /// The order it will process (one job per order).
+    pub order_id: &'a str,
+    /// Tenant.
+    pub tenant_id: &'a str,
+    /// Priority (higher first).
+    pub priority: i64,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// When it may run and its creation time, epoch ms.
+    pub now: i64,
+}
+
+/// Appends the enqueue of `jobs` to the order write's `chain`: the jobs commit with their
+/// orders or not at all.
+pub fn enqueue_in<'q, P: WritePool>(pool: &P, chain: &mut Chain<'q, P::Db>, jobs: &[NewJob<'_>]) {
+    let q = chain.statement(
+        "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
+         created_at, updated_at) ",
+    );
+    pool.push_rows(
+        q,
+        vec![
+            Col::text(jobs.iter().map(|_| uuid::Uuid::now_v7().to_string())),
+            Col::text(jobs.iter().map(|j| j.tenant_id)),
+            Col::text(jobs.iter().map(|j| j.order_id)),
+            Col::int(jobs.iter().map(|j| j.priority)),
+            Col::text(jobs.iter().map(|_| "queued")),
+            Col::int(jobs.iter().map(|_| 0)),
+            Col::int(jobs.iter().map(|j| i64::from(j.max_attempts))),
+            Col::int(jobs.iter().map(|j| j.now)),
+            Col::int(jobs.iter().map(|j| j.now)),
+            Col::int(jobs.iter().map(|j| j.now)),
+        ],
+    );
+}
+
+/// Appends the acknowledgement of the jobs of `order_ids` to the settlement's `chain`: a
+/// settled job is deleted (the order row and its events are the record).
+pub fn acknowledge_in<'q, P: WritePool>(
+    pool: &P,
+    chain: &mut Chain<'q, P::Db>,
+    order_ids: Vec<String>,
+) {
+    let q = chain.statement("delete from jobs where ");
+    pool.push_any(q, "order_id", order_ids);
+}
+
+/// The embedded queue: the `jobs` table itself.
+#[derive(Debug, Clone)]
+pub struct DbQueue {
+    store: Store,
+    lease_ms: i64,
+}
+
+impl DbQueue {
+    /// A queue on `store`.
+    pub fn new(store: Store, config: &QueueConfig) -> Self {
+        Self {
+            store,
+            lease_ms: config.lease_ms,
+        }
+    }
+}
+
+impl JobQueue for DbQueue {
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        now: i64,
+        max: u32,
+    ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>> {
+        Box::pin(async move {
+            let mut jobs = with_pool!(&self.store, pool => {
+                // SQLite: the claim writes; wait for this process's write turn rather than
+                // in SQLite's busy handler.
+                let _turn = pool.write_turn().await;
+                // A job whose worker died goes back to the queue once its lease ran out
+                // (its attempt stays counted). Looked for first with a read (an index
+                // probe that finds nothing almost always), so an idle claim takes no
+                // write lock on SQLite.
+                let expired: Option<i32> = sqlx::query_scalar(
+                    "select 1 from jobs where status = 'leased' and lease_until <= $1 limit 1",
+                )
+                .bind(now)
+                .fetch_optional(pool)
+                .await?;
+                if expired.is_some() {
+                    sqlx::query(
+                        "update jobs set status = 'queued', lease_until = null, leased_by = null, updated_at = $1 \
+                         where status = 'leased' and lease_until <= $1",
+                    )
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                }
+                // Claim order straight off the partial index `jobs_queued_idx`. PostgreSQL:
+                // skip rows other claimers hold; SQLite: one writer at a time.
+                let sql = format!(
+                    "update jobs set status = 'leased', lease_until = $1, leased_by = $2, \
+                     attempts = attempts + 1, updated_at = $3 \
+                     where order_id in (select order_id from jobs where status = 'queued' and run_at <= $3 \
+                        order by priority desc, created_at, id limit $4 {}) \
+                     returning id, order_id, tenant_id, priority, attempts, max_attempts, created_at",
+                    pool.skip_locked()
+                );
+                sqlx::query_as::<_, Job>(&sql)
+                    .bind(now + self.lease_ms)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(i64::from(max))
+                    .fetch_all(pool)
+                    .await?
+            });
+            // `returning` has no order: restore the claim order.
+            jobs.sort_by(|a, b| {
+                b.priority
+                    .cmp(&a.priority)
+                    .then(a.created_at.cmp(&b.created_at))
+                    .then(a.id.cmp(&b.id))
+            });
+            Ok(jobs)
+        })
+    }
+
+    fn acknowledge<'a>(&'a self, _jobs: &'a [Job]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        // The settlement's own chain deleted the rows (`acknowledge_in`).
+        Box::pin(async { Ok(()) })
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        worker: &'a str,
+        job: &'a Job,
+        run_at: i64,
+        error: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let _turn = pool.write_turn().await;
+                sqlx::query(
+                    "update jobs set status = 'queued', run_at = $1, lease_until = null, leased_by = null, \
+                     last_error = $2, updated_at = $3 where order_id = $4 and status = 'leased' and leased_by = $5",
+                )
+                .bind(run_at)
+                .bind(error)
+                .bind(now)
+                .bind(&job.order_id)
+                .bind(worker)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn bury<'a>(
+        &'a self,
+        worker: &'a str,
+        job: &'a Job,
+        error: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let _turn = pool.write_turn().await;
+                sqlx::query(
+                    "update jobs set status = 'dead', lease_until = null, last_error = $1, updated_at = $2 \
+                     where order_id = $3 and status = 'leased' and leased_by = $4",
+                )
+                .bind(error)
+                .bind(now)
+                .bind(&job.order_id)
+                .bind(worker)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let _turn = pool.write_turn().await;
+                sqlx::query("delete from jobs where order_id = $1 and status in ('queued', 'leased')")
+                    .bind(order_id)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn dead(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let jobs = sqlx::query_as::<_, DeadJob>(
+                    "select order_id, tenant_id, priority, attempts, last_error, updated_at from jobs \
+                     where status = 'dead' order by updated_at desc, order_id limit $1 offset $2",
+                )
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(pool)
+                .await?;
+                let total: i64 = sqlx::query_scalar("select count(*) from jobs where status = 'dead'")
+                    .fetch_one(pool)
+                    .await?;
+                Ok((jobs, total))
+            })
+        })
+    }
+
+    fn retry_dead<'a>(
+        &'a self,
+        order_id: &'a str,
+        now: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let _turn = pool.write_turn().await;
+                sqlx::query(
+                    "update jobs set status = 'queued', attempts = 0, run_at = $1, lease_until = null, \
+                     leased_by = null, updated_at = $1 where order_id = $2 and status = 'dead'",
+                )
+                .bind(now)
+                .bind(order_id)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        Box::pin(async move {
+            with_pool!(&self.store, pool => {
+                let _turn = pool.write_turn().await;
+                sqlx::query("delete from jobs where order_id = $1 and status = 'dead'")
+                    .bind(order_id)
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected() == 1)
+            })
+        })
+    }
+
+    fn depth(&self) -> BoxFuture<'_, Result<Depth, sqlx::Error>> {
+        Box::pin(async move {
+            let rows: Vec<(String, i64, i64)> = with_pool!(&self.store, pool => sqlx::query_as(
+                "select status, priority, count(*) from jobs group by status, priority",
+            )
+            .fetch_all(pool)
+            .await)?;
+            let mut depth = Depth::default();
+            for (status, priority, count) in rows {
+                match status.as_str() {
+                    "queued" => *depth.waiting.entry(priority).or_default() += count,
+                    "leased" => depth.in_flight += count,
+                    "dead" => depth.dead += count,
+                    _ => {}
+                }
+            }
+            Ok(depth)
+        })
+    }
+}

@@ -1,0 +1,148 @@
+//! Shared state, split by who needs it: [`AppState`] for HTTP handlers (auth keys, CORS,
+//! the placement batchers, the policy runtime) and [`WorkerContext`] for order workers
+//! (store, queue, clock, wake-ups) — so `orderhost worker` builds no JWT keys, batchers or
+//! CORS list it would never use, and starts without a JWT secret. This module imports no
+//! router: `app.rs` assembles routers and spawns workers.
+
+use std::sync::{Arc, atomic::AtomicBool};
+
+use anyhow::Context as _;
+use tokio::sync::Notify;
+
+use crate::{
+    auth::AuthState,
+    clock::Clock,
+    config::Config,
+    policy::PolicyRuntime,
+    queue::{DbQueue, JobQueue},
+    store::Store,
+};
+
+/// State every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The configuration the service started with.
+    pub config: Arc<Config>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Auth keys and throttling.
+    pub auth: Arc<AuthState>,
+    /// The policy runtime (components and the active bindings).
+    pub policy: Arc<PolicyRuntime>,
+    /// Where workers get jobs.
+    pub queue: Arc<dyn JobQueue>,
+    /// Writes accepted orders in groups.
+    pub order_writer: crate::orders::writer::OrderWriter,
+    /// Reads concurrent placements' customers and catalog lines together.
+    pub order_reader: crate::orders::reader::OrderReader,
+    /// Wakes this process's workers when an order is accepted.
+    pub work: Arc<Notify>,
+    /// Wakes event streams when an order changes in this process.
+    pub order_events: Arc<Notify>,
+    /// Redis, when configured.
+    pub redis: Option<redis::Client>,
+    /// Origins allowed for CORS and cookie-authenticated writes besides our own.
+    pub allowed_origins: Arc<[String]>,
+    /// Set once migrations ran.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// What order workers need: no HTTP state.
+#[derive(Clone)]
+pub struct WorkerContext {
+    /// The database.
+    pub store: Store,
+    /// The configuration (queue tuning, idempotency lifetime).
+    pub config: Arc<Config>,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Where jobs come from.
+    pub queue: Arc<dyn JobQueue>,
+    /// Wakes the workers when an order is accepted in this process.
+    pub work: Arc<Notify>,
+    /// Wakes event streams when an order changes in this process.
+    pub order_events: Arc<Notify>,
+}
+
+impl From<&AppState> for WorkerContext {
+    fn from(state: &AppState) -> Self {
+        Self {
+            store: state.store.clone(),
+            config: state.config.clone(),
+            clock: state.clock.clone(),
+            queue: state.queue.clone(),
+            work: state.work.clone(),
+            order_events: state.order_events.clone(),
+        }
+    }
+}
+
+impl From<&WorkerContext> for WorkerContext {
+    fn from(ctx: &WorkerContext) -> Self {
+        ctx.clone()
+    }
+}
+
+/// Opens and migrates the database and sets up the queue: all `orderhost worker` needs.
+pub async fn build_worker_context(
+    config: Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<WorkerContext> {
+    config.validate()?;
+    config.store.check_durability(config.environment)?;
+    let store = Store::connect(&config.store).await?;
+    store.migrate().await?;
+    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
+    Ok(WorkerContext {
+        store,
+        config: Arc::new(config),
+        clock,
+        queue,
+        work: Arc::new(Notify::new()),
+        order_events: Arc::new(Notify::new()),
+    })
+}
+
+/// Checks the configuration, opens and migrates the database, loads the policies: the
+/// state shared by the HTTP server and the workers.
+pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    config.validate()?;
+    config.validate_http()?;
+    config.store.check_durability(config.environment)?;
+    let _ = crate::observability::metrics_handle();
+    // Compiling the components is CPU work: keep it off the async threads.
+    let policies_dir = config.policies_dir.clone();
+    let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
+        .await
+        .context("policy loading panicked")?
+        .context("cannot load the policy bindings")?;
+    let store = Store::connect(&config.store).await?;
+    store.migrate().await?;
+    let redis = match config.redis_url.trim() {
+        "" => None,
+        url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
+    };
+    let allowed_origins = config
+        .cors_origins()
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
+    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
+    let state = AppState {
+        queue,
+        work: Arc::new(Notify::new()),
+        order_events: Arc::new(Notify::new()),
+        order_writer: crate::orders::writer::OrderWriter::start(store.clone()),
+        order_reader: crate::orders::reader::OrderReader::start(store.clone()),
+        store,
+        auth: AuthState::from_config(&config),
+        config: Arc::new(config),
+        clock,
+        policy: Arc::new(policy),
+        redis,
+        allowed_origins,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    Ok(state)
+}
