@@ -10,10 +10,9 @@ use std::{
 
 use orderhost::policy::{
     EvalMode, FaultKind, Limits, PolicyRuntime,
-    bindings::HookOutput,
     engine::{CallSpec, PolicyEngine},
     registry::{BUILD_DIR, ComponentRegistry},
-    types::{Customer, Hook, OrderContext, OrderLine, PricingRefusal},
+    types::{Customer, Hook, HookOutput, OrderContext, OrderLine, PricingRefusal},
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,5 +1,8 @@
 //! Every `bindgen!` of the host, and the conversions between the generated WIT types and
-//! the domain types in `types.rs`. Nothing outside this file names a generated type.
+//! the domain types in `types.rs`. Nothing outside this file names a generated type: the
+//! generated modules are `pub(crate)` and the rest of the policy module sees only
+//! [`HookPre`] (wrapping the generated `*Pre` types), `add_host_to_linker`, and the host
+//! types of `types.rs`.
 //!
 //! One module per world; the `ordering:policy/types` and `ordering:policy/host`
 //! interfaces are generated once (with the validator world) and shared by the others via
@@ -8,12 +11,12 @@
 #![allow(missing_docs)]
 
 use super::types::{
-    Customer, Discount, GuestLogLevel, LinePrice, OrderContext, OrderLine, PricingRefusal, Quote,
-    Violation,
+    Customer, Discount, GuestLogLevel, HookOutput, LinePrice, OrderContext, OrderLine,
+    PricingRefusal, Quote, Violation,
 };
 
 /// Bindings of the `validator` world (and the shared `types`/`host` interfaces).
-pub mod validator {
+pub(crate) mod validator {
     wasmtime::component::bindgen!({
         world: "validator",
         path: "../wit",
@@ -21,7 +24,7 @@ pub mod validator {
 }
 
 /// Bindings of the `pricer` world.
-pub mod pricer {
+pub(crate) mod pricer {
     wasmtime::component::bindgen!({
         world: "pricer",
         path: "../wit",
@@ -33,7 +36,7 @@ pub mod pricer {
 }
 
 /// Bindings of the `prioritizer` world.
-pub mod prioritizer {
+pub(crate) mod prioritizer {
     wasmtime::component::bindgen!({
         world: "prioritizer",
         path: "../wit",
@@ -51,12 +54,13 @@ use wasmtime::{
 };
 
 use super::{
-    engine::CallState,
+    sandbox::CallState,
     types::{Hook, OrderContext as Ctx},
 };
 
 /// A component pre-linked for one hook: instantiating it is the only per-call work left.
-pub enum HookPre {
+/// The host's handle on the generated `*Pre` types, so `engine.rs` never names them.
+pub(crate) enum HookPre {
     /// Serves `validation`.
     Validation(validator::ValidatorPre<CallState>),
     /// Serves `pricing`.
@@ -65,20 +69,9 @@ pub enum HookPre {
     Prioritization(prioritizer::PrioritizerPre<CallState>),
 }
 
-/// What a hook returned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutput {
-    /// Validation: the violations (empty = accept).
-    Violations(Vec<Violation>),
-    /// Pricing: a quote or the component's refusal.
-    Quote(Result<Quote, PricingRefusal>),
-    /// Prioritization: higher is sooner.
-    Priority(u32),
-}
-
 impl HookPre {
     /// Checks that the pre-linked component exports `hook`'s interface and keeps it ready.
-    pub fn new(hook: Hook, pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+    pub(crate) fn new(hook: Hook, pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
         Ok(match hook {
             Hook::Validation => Self::Validation(validator::ValidatorPre::new(pre)?),
             Hook::Pricing => Self::Pricing(pricer::PricerPre::new(pre)?),
@@ -87,7 +80,11 @@ impl HookPre {
     }
 
     /// Instantiates the component in `store` and calls the hook.
-    pub fn call(&self, store: &mut Store<CallState>, ctx: &Ctx) -> wasmtime::Result<HookOutput> {
+    pub(crate) fn call(
+        &self,
+        store: &mut Store<CallState>,
+        ctx: &Ctx,
+    ) -> wasmtime::Result<HookOutput> {
         let wit_ctx = wit::OrderContext::from(ctx);
         Ok(match self {
             Self::Validation(pre) => {
@@ -117,7 +114,7 @@ impl HookPre {
 }
 
 /// Adds `ordering:policy/host` (and the type-only `types` instance) to the linker.
-pub fn add_host_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+pub(crate) fn add_host_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     validator::Validator::add_to_linker::<CallState, HasSelf<CallState>>(linker, |state| state)
 }
 

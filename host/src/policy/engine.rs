@@ -1,8 +1,10 @@
-//! The one module that owns wasmtime: the process-wide `Engine` (pooling allocator,
+//! The process-wide half of the wasmtime runtime: the `Engine` (pooling allocator,
 //! copy-on-write memory images, fuel, epoch interruption with a ticker thread), the
-//! `Linker` (our host interface plus a WASI that grants nothing), compilation with a
-//! process-wide cache, and the per-call `Store` with its fuel, memory limiter and epoch
-//! deadline.
+//! `Linker` (our host interface plus WASI), the import allowlist, compilation with a
+//! process-wide cache and pre-linking, and running a call: a fresh `Store` with the
+//! binding's fuel and epoch deadline around the per-call state of `sandbox.rs` (WASI
+//! context, memory limiter, pinned clocks, capped output, seed), and the mapping of its
+//! failures to `FaultKind`s.
 //!
 //! Calls are synchronous: a call is bounded by fuel and by its epoch deadline, so it
 //! blocks a thread for at most its timeout. The runtime runs a whole
@@ -12,26 +14,20 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    hash::{Hash, Hasher},
     sync::{Arc, Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
-    ResourceLimiter, Store, Trap,
-    component::{Component, Linker, ResourceTable},
-};
-use wasmtime_wasi::{
-    HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView,
-    cli::{IsTerminal, StdoutStream},
-    p2::{OutputStream, Pollable, StreamError},
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
+    Trap,
+    component::{Component, Linker},
 };
 
 use super::{
-    bindings::{self, HookOutput, HookPre},
-    types::{GuestLogLevel, Hook, OrderContext},
+    bindings::{self, HookPre},
+    sandbox::{CallLabel, CallState},
+    types::{Hook, HookOutput, OrderContext, WIT_VERSION, wit_interface},
 };
 
 /// How often the epoch advances; timeouts are rounded up to it.
@@ -45,12 +41,6 @@ const KEEP_RESIDENT_BYTES: usize = 4 << 20;
 pub const MAX_TIMEOUT_MS: u64 = 10_000;
 /// Largest fuel a binding may set.
 pub const MAX_FUEL: u64 = 10_000_000_000;
-/// Bytes of a component's stdout/stderr kept per call; the rest is dropped.
-pub const OUTPUT_CAP: usize = 16 * 1024;
-/// Host log lines a component may write per call; the rest are dropped.
-pub const LOG_LINES_CAP: u32 = 64;
-/// Longest host log message kept, in bytes.
-pub const LOG_MESSAGE_CAP: usize = 1024;
 
 /// Resource limits of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,11 +163,12 @@ impl CompiledComponent {
 }
 
 /// Imports a component may have: our host interface and the WASI a Rust `std` guest
-/// pulls in. Everything here is granted nothing by the context (no preopens, no
-/// environment, pinned clocks, seeded randomness). Sockets and HTTP are not listed.
+/// pulls in. Everything here is granted nothing by the per-call context (`sandbox.rs`: no
+/// preopens, no environment, pinned clocks, seeded randomness). Sockets and HTTP are not
+/// listed.
 const ALLOWED_IMPORTS: &[&str] = &[
-    "ordering:policy/types@1.0.0",
-    "ordering:policy/host@1.0.0",
+    wit_interface!("types"),
+    wit_interface!("host"),
     "wasi:cli/environment@",
     "wasi:cli/exit@",
     "wasi:cli/stdin@",
@@ -206,7 +197,8 @@ pub enum LoadError {
     ForbiddenImport(String),
     /// Exports none of the hooks.
     #[error(
-        "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @1.0.0)"
+        "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @{})",
+        WIT_VERSION
     )]
     NoHook,
     /// Linking failed.
@@ -365,42 +357,14 @@ impl PolicyEngine {
             ));
         };
         let started = Instant::now();
-        let stdout = CappedOutput::default();
-        let stderr = CappedOutput::default();
-        let seed = call_seed(ctx);
-        // Grants nothing: no preopened directories, no environment, no arguments, no
-        // network; clocks pinned to the order time; randomness seeded from the context.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .wall_clock(PinnedClock(ctx.order_time_ms))
-            .monotonic_clock(PinnedClock(ctx.order_time_ms))
-            .secure_random(wasmtime_wasi::Deterministic::new(
-                seed.to_le_bytes().to_vec(),
-            ))
-            .insecure_random(wasmtime_wasi::Deterministic::new(
-                seed.to_be_bytes().to_vec(),
-            ))
-            .insecure_random_seed(u128::from(seed))
-            .build();
-        let state = CallState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: CallLimiter {
-                memory_bytes: call.limits.memory_bytes,
-                exceeded: false,
-                peak_bytes: 0,
-            },
-            config: call.config.clone(),
-            label: CallLabel {
-                tenant: call.tenant.to_owned(),
-                hook: call.hook,
-                component: call.component.id(),
-            },
-            log_lines: 0,
+        let label = CallLabel {
+            tenant: call.tenant.to_owned(),
+            hook: call.hook,
+            component: call.component.id(),
         };
+        let state = CallState::new(ctx, label, call.config.clone(), call.limits.memory_bytes);
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
+        store.limiter(|s| s.limiter());
         store
             .set_fuel(call.limits.fuel)
             .map_err(|e| fault(FaultKind::Trap, format!("setting fuel: {e}"), 0))?;
@@ -418,13 +382,12 @@ impl PolicyEngine {
             .limits
             .fuel
             .saturating_sub(store.get_fuel().unwrap_or(0));
-        let peak_memory_bytes = store.data().limiter.peak_bytes;
-        store.data().flush_output("stdout", &stdout);
-        store.data().flush_output("stderr", &stderr);
+        let peak_memory_bytes = store.data().peak_memory_bytes();
+        store.data().flush_output();
         let output = match result {
             Ok(output) => output,
             Err(err) => {
-                let kind = if store.data().limiter.exceeded {
+                let kind = if store.data().memory_refused() {
                     FaultKind::MemoryLimitExceeded
                 } else {
                     match err.downcast_ref::<Trap>() {
@@ -474,14 +437,6 @@ fn first_line(s: &str) -> String {
         .collect()
 }
 
-/// A deterministic seed from the call's input: same context, same "randomness".
-fn call_seed(ctx: &OrderContext) -> u64 {
-    // DefaultHasher::new() has fixed keys: stable for a given build of the host.
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    ctx.hash(&mut hasher);
-    hasher.finish()
-}
-
 /// What to call, with what configuration and limits.
 pub struct CallSpec<'a> {
     /// Tenant slug (for errors and logs).
@@ -507,224 +462,4 @@ pub struct CallOutcome {
     pub peak_memory_bytes: u64,
     /// Wall time of instantiation + call.
     pub elapsed: Duration,
-}
-
-struct CallLabel {
-    tenant: String,
-    hook: Hook,
-    component: String,
-}
-
-/// The data of a per-call store.
-pub struct CallState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: CallLimiter,
-    config: Arc<BTreeMap<String, String>>,
-    label: CallLabel,
-    log_lines: u32,
-}
-
-impl CallState {
-    /// `host.config(key)`.
-    pub(super) fn config_value(&self, key: &str) -> Option<String> {
-        self.config.get(key).cloned()
-    }
-
-    /// `host.log(level, message)`: into our log, tagged, capped in count and length.
-    pub(super) fn guest_log(&mut self, level: GuestLogLevel, message: &str) {
-        self.log_lines += 1;
-        if self.log_lines > LOG_LINES_CAP {
-            return;
-        }
-        let message: String = message.chars().take(LOG_MESSAGE_CAP).collect();
-        let CallLabel {
-            tenant,
-            hook,
-            component,
-        } = &self.label;
-        match level {
-            GuestLogLevel::Trace => {
-                tracing::trace!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
-            }
-            GuestLogLevel::Debug => {
-                tracing::debug!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
-            }
-            GuestLogLevel::Info => {
-                tracing::info!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
-            }
-            GuestLogLevel::Warn => {
-                tracing::warn!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
-            }
-            GuestLogLevel::Error => {
-                tracing::error!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
-            }
-        }
-    }
-
-    fn flush_output(&self, stream: &str, output: &CappedOutput) {
-        let bytes = output.take();
-        if bytes.is_empty() {
-            return;
-        }
-        let CallLabel {
-            tenant,
-            hook,
-            component,
-        } = &self.label;
-        tracing::debug!(
-            target: "orderhost::policy::guest",
-            %tenant, %hook, %component, stream,
-            "{}",
-            String::from_utf8_lossy(&bytes)
-        );
-    }
-}
-
-impl WasiView for CallState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-/// Caps every linear memory at the binding's limit and remembers a refusal, so a guest
-/// that aborts after a failed `memory.grow` is reported as `MemoryLimitExceeded` rather
-/// than as a generic trap.
-struct CallLimiter {
-    memory_bytes: u64,
-    exceeded: bool,
-    peak_bytes: u64,
-}
-
-impl ResourceLimiter for CallLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let desired = desired as u64;
-        if desired > self.memory_bytes {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        self.peak_bytes = self.peak_bytes.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
-/// A clock stuck at the order time: components see when the order was placed, never
-/// the real time.
-#[derive(Clone, Copy)]
-struct PinnedClock(i64);
-
-impl HostWallClock for PinnedClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_millis(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::from_millis(u64::try_from(self.0).unwrap_or(0))
-    }
-}
-
-impl HostMonotonicClock for PinnedClock {
-    fn resolution(&self) -> u64 {
-        1_000_000
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.0).unwrap_or(0).saturating_mul(1_000_000)
-    }
-}
-
-/// stdout/stderr of a component: kept up to [`OUTPUT_CAP`] bytes, the rest silently
-/// dropped (a chatty component must not fail its call or flood the log). Written by
-/// hand because wasmtime-wasi's memory pipe traps the guest when full.
-#[derive(Clone, Default)]
-struct CappedOutput(Arc<Mutex<Vec<u8>>>);
-
-impl CappedOutput {
-    fn push(&self, bytes: &[u8]) {
-        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let room = OUTPUT_CAP.saturating_sub(buf.len());
-        buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
-    }
-
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-impl IsTerminal for CappedOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for CappedOutput {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-}
-
-impl tokio::io::AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        self.push(buf);
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for CappedOutput {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for CappedOutput {
-    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.push(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), StreamError> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> Result<usize, StreamError> {
-        Ok(64 * 1024)
-    }
 }

@@ -14,7 +14,9 @@ use super::{
     types::Hook,
 };
 
-/// Version of the built-in components (the `components/` workspace version).
+/// Version of the built-in components (the `components/` workspace version). Not the WIT
+/// package's version (`types::WIT_VERSION`): the built-ins may change while the contract
+/// stays, and the contract may grow a version the built-ins keep serving.
 pub const BUILTIN_VERSION: &str = "1.0.0";
 
 /// Folder where the build left every guest component (`<name_with_underscores>.wasm`),

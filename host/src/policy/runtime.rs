@@ -21,11 +21,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    bindings::HookOutput,
     engine::{CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine, PolicyFault},
     manifest::{self, ManifestError, OnError},
     registry::{BUILTIN_VERSION, ComponentRegistry, standard_for},
-    types::{Hook, OrderContext, PricingRefusal, Quote, Violation},
+    types::{Hook, HookOutput, OrderContext, PricingRefusal, Quote, Violation},
 };
 
 /// One hook's active binding.

@@ -5,6 +5,32 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The version of the `ordering:policy` WIT package, as a literal for `concat!`. The one
+/// place it is written in the host; a test checks it against `wit/`.
+macro_rules! wit_version {
+    () => {
+        "1.0.0"
+    };
+}
+
+/// `ordering:policy/<interface>@<WIT_VERSION>`, as a `&'static str`.
+macro_rules! wit_interface {
+    ($interface:literal) => {
+        concat!(
+            "ordering:policy/",
+            $interface,
+            "@",
+            $crate::policy::types::wit_version!()
+        )
+    };
+}
+pub(crate) use {wit_interface, wit_version};
+
+/// The version of the `ordering:policy` WIT package this host implements (`wit/`): the
+/// contract with components. Not the built-in components' own version
+/// (`registry::BUILTIN_VERSION`), which only happens to be the same number today.
+pub const WIT_VERSION: &str = wit_version!();
+
 /// The hooks a tenant binds components to.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
@@ -35,9 +61,9 @@ impl Hook {
     /// The fully qualified interface the component must export.
     pub fn export(self) -> &'static str {
         match self {
-            Self::Validation => "ordering:policy/validation@1.0.0",
-            Self::Pricing => "ordering:policy/pricing@1.0.0",
-            Self::Prioritization => "ordering:policy/prioritization@1.0.0",
+            Self::Validation => wit_interface!("validation"),
+            Self::Pricing => wit_interface!("pricing"),
+            Self::Prioritization => wit_interface!("prioritization"),
         }
     }
 }
@@ -173,6 +199,17 @@ pub enum PricingRefusal {
     Internal(String),
 }
 
+/// What a hook returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HookOutput {
+    /// Validation: the violations (empty = accept).
+    Violations(Vec<Violation>),
+    /// Pricing: a quote or the component's refusal.
+    Quote(Result<Quote, PricingRefusal>),
+    /// Prioritization: higher is sooner.
+    Priority(u32),
+}
+
 /// Log levels a component may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GuestLogLevel {
@@ -247,5 +284,20 @@ impl Quote {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WIT_VERSION;
+
+    /// `bindgen!` reads `wit/` while the host's strings use `WIT_VERSION`: they must agree.
+    #[test]
+    fn wit_version_is_the_version_of_the_wit_package() {
+        let worlds = include_str!("../../../wit/worlds.wit");
+        assert!(
+            worlds.starts_with(&format!("package ordering:policy@{WIT_VERSION};")),
+            "wit/worlds.wit declares another version than WIT_VERSION {WIT_VERSION}"
+        );
     }
 }
