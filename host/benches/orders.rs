@@ -139,7 +139,10 @@ fn main() {
         },
         bind: "127.0.0.1:0".parse().unwrap(),
         workers,
-        queue_batch: batch,
+        queue: orderhost::queue::QueueConfig {
+            batch_size: batch,
+            ..Default::default()
+        },
         policies_dir: std::env::temp_dir().join("orderhost-loadgen-no-policies"),
         login_ip_max_failures: 1_000_000,
         ..Config::default()

@@ -209,9 +209,8 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Tenant(TenantCommand::Create(args)) => {
             let store = Store::connect(&args.store).await?;
             store.migrate().await?;
-            let slug = tenants::parse_slug(&args.slug).map_err(|e| anyhow::anyhow!(e.message))?;
-            let name = tenants::parse_name(Some(&args.name), &slug)
-                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let slug = tenants::parse_slug(&args.slug)?;
+            let name = tenants::parse_name(Some(&args.name), &slug)?;
             tenants::create(&store, &slug, &name, SystemClock.now_ms())
                 .await?
                 .with_context(|| format!("a tenant named {slug:?} exists"))?;
@@ -233,13 +232,11 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
             line.trim_end_matches(['\r', '\n']).to_owned()
         }
     };
-    check_password_shape(&password).map_err(|e| anyhow::anyhow!(e.message))?;
-    let email = users::Email::parse(&args.email).map_err(|e| anyhow::anyhow!(e.message))?;
+    check_password_shape(&password)?;
+    let email = users::Email::parse(&args.email)?;
     let store = Store::connect(&args.store).await?;
     store.migrate().await?;
-    let tenant_id = tenants::resolve(&store, Some(&args.tenant))
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let tenant_id = tenants::resolve(&store, Some(&args.tenant)).await?;
     let hash = password::hash(password).await?;
     let now = SystemClock.now_ms();
     let user = users::create(&store, &tenant_id, &email, None, &hash, args.role, now).await?;

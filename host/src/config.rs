@@ -186,21 +186,17 @@ pub struct Config {
     /// Order workers running inside `serve` (0 = none; run `orderhost worker` instead).
     #[arg(long, env = "ORDERHOST_WORKERS", default_value_t = 1)]
     pub workers: u32,
-    /// Jobs a worker claims and reserves in one transaction.
-    #[arg(long, env = "ORDERHOST_QUEUE_BATCH", default_value_t = 64)]
-    pub queue_batch: u32,
-    /// How long a claimed job stays with its worker before redelivery, ms.
-    #[arg(long, env = "ORDERHOST_QUEUE_LEASE_MS", default_value_t = 30_000)]
-    pub queue_lease_ms: i64,
-    /// Attempts before a job is dead and its order FAILED `RETRIES_EXHAUSTED`.
-    #[arg(long, env = "ORDERHOST_QUEUE_MAX_ATTEMPTS", default_value_t = 5)]
-    pub queue_max_attempts: u32,
-    /// First retry delay in ms (doubles per attempt, ±25 % jitter, capped at 30 s).
-    #[arg(long, env = "ORDERHOST_QUEUE_BACKOFF_MS", default_value_t = 200)]
-    pub queue_backoff_ms: i64,
-    /// How long an `Idempotency-Key` is honoured after its first use, in seconds; after
-    /// that the key is free again and expired keys are swept.
-    #[arg(long, env = "ORDERHOST_IDEMPOTENCY_TTL_SECS", default_value_t = 24 * 3600)]
+    /// Queue tuning.
+    #[command(flatten)]
+    pub queue: crate::queue::QueueConfig,
+    /// How long an `Idempotency-Key` is honoured after its first use, in seconds (at least
+    /// 60); after that the key is free again and expired keys are swept.
+    #[arg(
+        long,
+        env = "ORDERHOST_IDEMPOTENCY_TTL_SECS",
+        default_value_t = 24 * 3600,
+        value_parser = clap::value_parser!(u64).range(60..)
+    )]
     pub idempotency_ttl_secs: u64,
     /// Failed logins per account within the window before the account is throttled.
     #[arg(long, env = "ORDERHOST_LOGIN_MAX_FAILURES", default_value_t = 5)]
@@ -232,10 +228,7 @@ impl Default for Config {
             body_limit_bytes: 64 * 1024,
             request_timeout_ms: 15_000,
             workers: 1,
-            queue_batch: 64,
-            queue_lease_ms: 30_000,
-            queue_max_attempts: 5,
-            queue_backoff_ms: 200,
+            queue: crate::queue::QueueConfig::default(),
             idempotency_ttl_secs: 24 * 3600,
             login_max_failures: 5,
             login_ip_max_failures: 20,
@@ -306,20 +299,9 @@ impl Config {
             .filter(|s| !s.is_empty())
     }
 
-    /// The queue settings.
-    pub fn queue(&self) -> crate::queue::QueueConfig {
-        crate::queue::QueueConfig {
-            lease_ms: self.queue_lease_ms.max(1),
-            batch_size: self.queue_batch.clamp(1, 1_000),
-            max_attempts: self.queue_max_attempts.max(1),
-            backoff_base_ms: self.queue_backoff_ms.max(0),
-            backoff_max_ms: 30_000,
-        }
-    }
-
-    /// How long an idempotency key is honoured, in ms (at least a minute).
+    /// How long an idempotency key is honoured, in ms.
     pub fn idempotency_ttl_ms(&self) -> i64 {
-        i64::try_from(self.idempotency_ttl_secs.max(60))
+        i64::try_from(self.idempotency_ttl_secs)
             .unwrap_or(i64::MAX / 1_000)
             .saturating_mul(1_000)
     }

@@ -45,8 +45,10 @@ where
     match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            // The whole span list: a line logged inside a step of a request (`decide`, a
+            // policy call) still carries the request span's id, tenant and user.
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_writer(writer)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()

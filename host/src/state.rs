@@ -94,7 +94,7 @@ pub async fn build_worker_context(
     config.store.check_durability(config.environment)?;
     let store = Store::connect(&config.store).await?;
     store.migrate().await?;
-    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
+    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue));
     Ok(WorkerContext {
         store,
         config: Arc::new(config),
@@ -128,7 +128,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .cors_origins()
         .map(|o| o.trim_end_matches('/').to_owned())
         .collect();
-    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue()));
+    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue));
     let state = AppState {
         queue,
         work: Arc::new(Notify::new()),

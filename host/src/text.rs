@@ -18,6 +18,39 @@
 use unicode_normalization::UnicodeNormalization as _;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory as _};
 
+/// A field that does not parse: which one and why — the error of every domain parser
+/// (catalog fields, emails, names, slugs, passwords). Rendered as 422 `VALIDATION_FAILED`
+/// by the API, as a line of the import report, and as a plain message by the CLI.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    /// The field, as the client spelled it.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl FieldError {
+    /// A field error.
+    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            field,
+            problem: problem.into(),
+        }
+    }
+
+    /// `field` refused for holding what `error` says.
+    pub fn text(field: &'static str, error: TextError) -> Self {
+        Self::new(field, error.to_string())
+    }
+}
+
+impl From<FieldError> for crate::http::error::ApiError {
+    fn from(err: FieldError) -> Self {
+        Self::validation(err.field, err.problem)
+    }
+}
+
 /// Whether `c` may never be stored: C0 controls other than tab/LF/CR, DEL, C1 controls.
 pub fn is_forbidden(c: char) -> bool {
     matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}')

@@ -222,3 +222,179 @@ fn worker_starts_in_production_without_a_jwt_secret() {
     assert!(stdout.contains("order worker stopped"), "{stdout}");
     assert!(!stdout.contains("JWT"), "{stdout}");
 }
+
+#[test]
+fn out_of_range_queue_options_are_refused_not_clamped() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, range) in [
+        ("--queue-batch", "0", "1..=1000"),
+        ("--queue-lease-ms", "5", "1000..=3600000"),
+        ("--queue-max-attempts", "0", "1..=100"),
+        ("--idempotency-ttl-secs", "10", "60.."),
+    ] {
+        let output = orderhost(&dir)
+            .args(["serve", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(range), "{stderr}");
+    }
+    // The environment variable is checked the same way.
+    let output = orderhost(&dir)
+        .env("ORDERHOST_QUEUE_BATCH", "5000")
+        .arg("worker")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+/// Starts `serve` on a free port with JSON logs; returns the child, its port and the
+/// stdout lines read so far (a thread keeps reading them).
+// The caller waits for the child it gets back; clippy cannot follow it there.
+#[allow(clippy::zombie_processes)]
+fn serve_with_json_logs(
+    dir: &tempfile::TempDir,
+) -> (
+    std::process::Child,
+    u16,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = orderhost(dir)
+        .args(["serve", "--log-format", "json"])
+        .env("ORDERHOST_LOG", "orderhost=debug,info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not start");
+        }
+        let port = lines.lock().unwrap().iter().find_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            (v["fields"]["message"] == "orderhost listening")
+                .then(|| v["fields"]["port"].as_u64())?
+        });
+        if let Some(port) = port {
+            return (child, u16::try_from(port).unwrap(), lines);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_orders_log_lines_carry_its_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = orderhost(&dir)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "boss@example.com",
+            "--role",
+            "admin",
+        ])
+        .env("ORDERHOST_USER_PASSWORD", PASSWORD)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (child, port, lines) = serve_with_json_logs(&dir);
+    let base = format!("http://127.0.0.1:{port}");
+    let login = |email: &'static str| {
+        let base = base.clone();
+        async move {
+            let body = json_ok(
+                new_client()
+                    .post(format!("{base}/auth/login"))
+                    .json(&json!({ "email": email, "password": PASSWORD }))
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+            body["accessToken"].as_str().unwrap().to_owned()
+        }
+    };
+    let admin = login("boss@example.com").await;
+    let product = json_ok(
+        new_client()
+            .post(format!("{base}/products"))
+            .bearer_auth(&admin)
+            .json(&json!({ "sku": "LOG-1", "name": "Log", "unitPrice": 100, "currency": "EUR", "initialStock": 5 }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let stock = product["stockId"].as_str().unwrap().to_owned();
+    new_client()
+        .post(format!("{base}/auth/register"))
+        .json(&json!({ "email": "ann@example.com", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let ann = login("ann@example.com").await;
+    let order = new_client()
+        .post(format!("{base}/order"))
+        .bearer_auth(&ann)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({ "lines": [{ "stockId": stock, "quantity": 1 }] }))
+        .send()
+        .await
+        .unwrap();
+    let order = json_ok(order, StatusCode::ACCEPTED).await;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let mut child = child;
+    assert!(child.wait().unwrap().success());
+    let lines = lines.lock().unwrap().clone();
+    let of_request: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.contains("trace-me-42"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let messages: Vec<&str> = of_request
+        .iter()
+        .filter_map(|v| v["fields"]["message"].as_str())
+        .collect();
+    for expected in ["hook evaluated", "order written", "request finished"] {
+        assert!(
+            messages.contains(&expected),
+            "{expected:?} not among {messages:?}"
+        );
+    }
+    // Each of them names the caller too, through the request span.
+    let user = of_request
+        .iter()
+        .find(|v| v["fields"]["message"] == "order written")
+        .unwrap();
+    let request_span = user["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "request")
+        .unwrap();
+    assert_eq!(request_span["request_id"], "trace-me-42");
+    assert!(request_span["user"].is_string() && request_span["tenant"].is_string());
+    assert_eq!(user["fields"]["order"], order["id"]);
+}

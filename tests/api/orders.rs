@@ -597,7 +597,7 @@ async fn a_hot_sku_under_concurrency_keeps_every_invariant(backend: Backend) {
     const HOT_STOCK: i64 = 200;
     let app = spawn_app_with(backend, |c| {
         c.workers = 3;
-        c.queue_batch = 32;
+        c.queue.batch_size = 32;
         c.store.db_max_connections = 16;
     })
     .await;
@@ -702,7 +702,7 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
     assert_eq!(claimed.len(), 1);
     // While its lease runs, nobody else takes the job.
     assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
-    app.advance(app.state.config.queue_lease_ms + 1);
+    app.advance(app.state.config.queue.lease_ms + 1);
     let report = run_once(&app.state, "alive").await.unwrap();
     assert_eq!((report.claimed, report.confirmed), (1, 1));
     assert_eq!(
@@ -717,7 +717,7 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
     assert_eq!(app.stock(&a).await, (6, 4, 10));
     // Nothing is left to deliver, and the first worker waking up late to settle what it
     // claimed changes nothing.
-    app.advance(app.state.config.queue_lease_ms + 1);
+    app.advance(app.state.config.queue.lease_ms + 1);
     assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
     let late = process_claimed(&app.state, "doomed", &claimed)
         .await
@@ -734,7 +734,7 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
 async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.workers = 0;
-        c.queue_max_attempts = 3;
+        c.queue.max_attempts = 3;
     })
     .await;
     let (_, a) = app.seed_product(None, "A", 100, 10).await;

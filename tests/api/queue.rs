@@ -87,7 +87,7 @@ async fn the_job_lifecycle_behind_one_seam(backend: Backend) {
         .map(|j| (j.order_id.as_str(), j.attempts))
         .collect();
     assert_eq!(again, [(first.as_str(), 2), (second.as_str(), 1)]);
-    let lease = app.state.config.queue().lease_ms;
+    let lease = app.state.config.queue.lease_ms;
     let reclaimed = queue.claim("w3", now + lease + 2_000, 10).await.unwrap();
     assert_eq!(reclaimed.len(), 3, "expired leases come back");
     assert!(queue.bury("w3", &reclaimed[2], "again", now).await.unwrap());

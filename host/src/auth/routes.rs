@@ -27,6 +27,7 @@ use crate::{
     state::AppState,
     store::{Store, WritePool as _},
     tenants,
+    text::FieldError,
     users::{self, DisplayName, Email, UserRow, UserView},
     with_pool,
 };
@@ -156,16 +157,16 @@ async fn register(
 }
 
 /// Length bounds of a new password.
-pub fn check_password_shape(password: &str) -> Result<(), ApiError> {
+pub fn check_password_shape(password: &str) -> Result<(), FieldError> {
     let len = password.chars().count();
     if len < password::MIN_PASSWORD_LEN {
-        return Err(ApiError::validation(
+        return Err(FieldError::new(
             "password",
             format!("at least {} characters", password::MIN_PASSWORD_LEN),
         ));
     }
     if len > password::MAX_PASSWORD_LEN {
-        return Err(ApiError::validation(
+        return Err(FieldError::new(
             "password",
             format!("at most {} characters", password::MAX_PASSWORD_LEN),
         ));

@@ -43,9 +43,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let items = parse_file(&args.file)?;
     let store = Store::connect(&args.store).await?;
     store.migrate().await?;
-    let tenant_id = tenants::resolve(&store, Some(&args.tenant))
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let tenant_id = tenants::resolve(&store, Some(&args.tenant)).await?;
     let summary = super::upsert_by_sku(&store, &tenant_id, &items, SystemClock.now_ms())
         .await
         .with_context(|| format!("{}: import failed, nothing written", args.file.display()))?;

@@ -37,32 +37,7 @@ pub const MAX_IMAGES: usize = 20;
 /// Longest stock-change reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// A field that does not parse: which one and why. Rendered as 422 `VALIDATION_FAILED`
-/// by the API and as a line of the import report.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {problem}")]
-pub struct FieldError {
-    /// The field, as the client spelled it.
-    pub field: &'static str,
-    /// What is wrong.
-    pub problem: String,
-}
-
-impl FieldError {
-    /// A field error.
-    pub fn new(field: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            field,
-            problem: problem.into(),
-        }
-    }
-}
-
-impl From<FieldError> for ApiError {
-    fn from(err: FieldError) -> Self {
-        ApiError::validation(err.field, err.problem)
-    }
-}
+pub use crate::text::FieldError;
 
 /// A stock keeping unit: unique within a tenant, case-sensitive, 1–64 characters without
 /// whitespace or control characters.

@@ -58,6 +58,33 @@ pub fn router() -> OpenApiRouter<AppState> {
     place::router().merge(routes::router())
 }
 
+/// Why the order store could not serve a placement.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The customer's row is gone (deleted since its token was issued).
+    #[error("the account no longer exists")]
+    AccountGone,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    /// The database failed for a whole group of concurrent placements (logged once, for
+    /// the group).
+    #[error("the database failed for this group of orders")]
+    GroupFailed,
+    /// The batch task stopped (the service is shutting down).
+    #[error(transparent)]
+    Stopped(#[from] crate::store::batch::Stopped),
+}
+
+impl From<OrderError> for crate::http::error::ApiError {
+    fn from(err: OrderError) -> Self {
+        match err {
+            OrderError::AccountGone => Self::unauthenticated("the account no longer exists"),
+            other => Self::unavailable(other),
+        }
+    }
+}
+
 /// An order's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "UPPERCASE")]

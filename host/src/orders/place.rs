@@ -233,6 +233,7 @@ struct Decision {
 }
 
 /// Resolves and evaluates an order; `Err` is the answer to give (422/503).
+#[tracing::instrument(level = "debug", skip_all, fields(lines = order.refs.len()))]
 async fn decide(
     state: &AppState,
     actor: &AuthUser,
@@ -428,7 +429,7 @@ async fn insert_order(
         }),
         None => None,
     };
-    let max_attempts = i32::try_from(state.config.queue().max_attempts).unwrap_or(5);
+    let max_attempts = i32::try_from(state.config.queue.max_attempts).unwrap_or(5);
     state
         .order_writer
         .write(super::writer::NewOrder {
@@ -438,8 +439,8 @@ async fn insert_order(
             max_attempts,
             idempotency,
         })
-        .await
-        .map_err(ApiError::unavailable)?;
+        .await?;
+    tracing::debug!(order = %view.id, total = view.total, priority = view.priority, "order written");
     state.work.notify_waiters();
     metrics::counter!("orderhost_orders_accepted_total").increment(1);
     Ok(view)

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::OrderStatus;
 use crate::{
-    queue::{self, IDLE_POLL, Job},
+    queue::{self, IDLE_POLL, Job, QueueError},
     state::WorkerContext,
     store::{Col, WritePool as _},
     with_pool,
@@ -56,9 +56,9 @@ pub struct PassReport {
 pub async fn run_once(
     state: impl Into<WorkerContext>,
     worker: &str,
-) -> Result<PassReport, sqlx::Error> {
+) -> Result<PassReport, QueueError> {
     let state = &state.into();
-    let config = state.config.queue();
+    let config = state.config.queue;
     let now = state.clock.now_ms();
     let jobs = state.queue.claim(worker, now, config.batch_size).await?;
     process_claimed(state, worker, &jobs).await
@@ -70,7 +70,7 @@ pub async fn process_claimed(
     state: impl Into<WorkerContext>,
     worker: &str,
     jobs: &[Job],
-) -> Result<PassReport, sqlx::Error> {
+) -> Result<PassReport, QueueError> {
     let state = &state.into();
     let mut report = PassReport {
         claimed: jobs.len(),
@@ -145,6 +145,7 @@ struct StockState {
 /// their lines, one of the stock rows, one chain of writes. The guard `available >= qty`
 /// still backs the in-memory decision: if it ever refuses, the transaction fails and the
 /// jobs are retried.
+#[tracing::instrument(level = "debug", skip_all, fields(jobs = jobs.len()))]
 async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sqlx::Error> {
     with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
@@ -320,8 +321,8 @@ async fn give_up_or_retry(
     worker: &str,
     job: &Job,
     error: &str,
-) -> Result<bool, sqlx::Error> {
-    let config = state.config.queue();
+) -> Result<bool, QueueError> {
+    let config = state.config.queue;
     let now = state.clock.now_ms();
     let error: String = error.chars().take(500).collect();
     let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);

@@ -11,9 +11,9 @@
 
 use std::collections::HashMap;
 
+use super::OrderError;
 use crate::{
     catalog::lookup::{self, CatalogLine, LineRef},
-    http::error::ApiError,
     store::{Store, WritePool as _, batch::Batcher},
     with_pool,
 };
@@ -48,7 +48,7 @@ pub struct ReadRequest {
 }
 
 /// The customer and, per reference, the catalog row it names.
-pub type ReadResult = Result<(CustomerRow, Vec<Option<CatalogLine>>), ApiError>;
+pub type ReadResult = Result<(CustomerRow, Vec<Option<CatalogLine>>), OrderError>;
 
 /// Handle to the read batcher.
 #[derive(Clone, Debug)]
@@ -66,10 +66,7 @@ impl OrderReader {
                     Ok(found) => group.iter().map(|r| found.answer(r)).collect(),
                     Err(error) => {
                         tracing::error!(%error, orders = group.len(), "order read failed");
-                        group
-                            .iter()
-                            .map(|_| Err(ApiError::unavailable("the database read failed")))
-                            .collect()
+                        group.iter().map(|_| Err(OrderError::GroupFailed)).collect()
                     }
                 }
             }
@@ -79,10 +76,7 @@ impl OrderReader {
 
     /// Reads one order's customer and lines (with whatever other orders are waiting).
     pub async fn read(&self, request: ReadRequest) -> ReadResult {
-        self.batcher
-            .call(request)
-            .await
-            .map_err(ApiError::unavailable)?
+        self.batcher.call(request).await?
     }
 }
 
@@ -111,7 +105,7 @@ impl Found {
             .customers
             .get(&request.user_id)
             .filter(|c| c.tenant_id == request.tenant_id)
-            .ok_or_else(|| ApiError::unauthenticated("the account no longer exists"))?;
+            .ok_or(OrderError::AccountGone)?;
         let rows: Vec<CatalogLine> = self
             .lines
             .iter()

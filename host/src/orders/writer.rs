@@ -11,7 +11,7 @@
 //! means the order and its job are durable. If a group fails, its orders are written one
 //! by one so one bad order cannot fail the others.
 
-use super::{LineRow, OrderRow};
+use super::{LineRow, OrderError, OrderRow};
 use crate::{
     idempotency,
     queue::{self, db::NewJob},
@@ -40,7 +40,7 @@ pub struct NewOrder {
 /// Handle to the writer task.
 #[derive(Clone, Debug)]
 pub struct OrderWriter {
-    batcher: Batcher<NewOrder, Result<(), String>>,
+    batcher: Batcher<NewOrder, Result<(), OrderError>>,
 }
 
 impl OrderWriter {
@@ -56,15 +56,12 @@ impl OrderWriter {
     }
 
     /// Writes `order`; returns once it is committed.
-    pub async fn write(&self, order: NewOrder) -> Result<(), String> {
-        self.batcher
-            .call(order)
-            .await
-            .map_err(|_| "the order writer stopped".to_owned())?
+    pub async fn write(&self, order: NewOrder) -> Result<(), OrderError> {
+        self.batcher.call(order).await?
     }
 }
 
-async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), String>> {
+async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), OrderError>> {
     let orders: Vec<&NewOrder> = group.iter().collect();
     match write_group(store, &orders).await {
         Ok(()) => {
@@ -75,18 +72,15 @@ async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), String>> {
             tracing::warn!(%error, orders = group.len(), "group write failed; writing its orders one by one");
             let mut results = Vec::with_capacity(group.len());
             for order in &group {
-                results.push(
-                    write_group(store, &[order])
-                        .await
-                        .map_err(|e| e.to_string()),
-                );
+                results.push(write_group(store, &[order]).await.map_err(OrderError::from));
             }
             results
         }
-        Err(error) => vec![Err(error.to_string())],
+        Err(error) => vec![Err(error.into())],
     }
 }
 
+#[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
 async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Error> {
     let text = |f: fn(&NewOrder) -> &str| Col::text(orders.iter().map(|n| f(n)));
     let int = |f: fn(&NewOrder) -> i64| Col::int(orders.iter().map(|n| f(n)));

@@ -238,7 +238,10 @@ impl PolicyRuntime {
         let runtime = self.clone();
         let set = self.snapshot();
         let tenant = ctx.tenant.clone();
-        tokio::task::spawn_blocking(move || runtime.evaluate(&set, &ctx, mode))
+        // The blocking thread works for this request: its log lines carry the request's
+        // span (request id, tenant, user).
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.evaluate(&set, &ctx, mode)))
             .await
             .unwrap_or_else(|join| {
                 Err(PolicyFault {
@@ -261,10 +264,20 @@ impl PolicyRuntime {
         let binding = set.binding(&ctx.tenant, hook);
         let started = Instant::now();
         match self.call_checked(binding, ctx, hook) {
-            Ok((output, fuel_used, peak)) => Ok((
-                output,
-                report(hook, binding, fuel_used, peak, started, None),
-            )),
+            Ok((output, fuel_used, peak)) => {
+                tracing::debug!(
+                    hook = hook.as_str(),
+                    component = %binding.component.name,
+                    version = %binding.component.version,
+                    fuel = fuel_used,
+                    micros = started.elapsed().as_micros() as u64,
+                    "hook evaluated"
+                );
+                Ok((
+                    output,
+                    report(hook, binding, fuel_used, peak, started, None),
+                ))
+            }
             Err(fault) if binding.on_error == OnError::Fallback => {
                 tracing::warn!(%fault, "policy call failed; falling back to the built-in");
                 let builtin = set.builtin(hook);

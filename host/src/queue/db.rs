@@ -2,7 +2,9 @@
 //! PostgreSQL claims with `for update skip locked`, so any number of workers and
 //! processes share the table; SQLite claims under its single writer.
 
-use super::{BoxFuture, DeadJob, Depth, Job, JobQueue, QueueConfig};
+use tracing::Instrument as _;
+
+use super::{BoxFuture, DeadJob, Depth, Job, JobQueue, QueueConfig, QueueError};
 use crate::{
     store::{Chain, Col, Store, WritePool},
     with_pool,
@@ -81,7 +83,7 @@ impl JobQueue for DbQueue {
         worker: &'a str,
         now: i64,
         max: u32,
-    ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<Vec<Job>, QueueError>> {
         Box::pin(async move {
             let mut jobs = with_pool!(&self.store, pool => {
                 // SQLite: the claim writes; wait for this process's write turn rather than
@@ -132,10 +134,11 @@ impl JobQueue for DbQueue {
                     .then(a.id.cmp(&b.id))
             });
             Ok(jobs)
-        })
+        }
+        .instrument(tracing::debug_span!("claim", %worker, max)))
     }
 
-    fn acknowledge<'a>(&'a self, _jobs: &'a [Job]) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+    fn acknowledge<'a>(&'a self, _jobs: &'a [Job]) -> BoxFuture<'a, Result<(), QueueError>> {
         // The settlement's own chain deleted the rows (`acknowledge_in`).
         Box::pin(async { Ok(()) })
     }
@@ -147,7 +150,7 @@ impl JobQueue for DbQueue {
         run_at: i64,
         error: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let _turn = pool.write_turn().await;
@@ -163,6 +166,7 @@ impl JobQueue for DbQueue {
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected() == 1)
+                .map_err(QueueError::from)
             })
         })
     }
@@ -173,7 +177,7 @@ impl JobQueue for DbQueue {
         job: &'a Job,
         error: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let _turn = pool.write_turn().await;
@@ -188,11 +192,12 @@ impl JobQueue for DbQueue {
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected() == 1)
+                .map_err(QueueError::from)
             })
         })
     }
 
-    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let _turn = pool.write_turn().await;
@@ -201,6 +206,7 @@ impl JobQueue for DbQueue {
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected() == 1)
+                    .map_err(QueueError::from)
             })
         })
     }
@@ -209,7 +215,7 @@ impl JobQueue for DbQueue {
         &self,
         limit: i64,
         offset: i64,
-    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), sqlx::Error>> {
+    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let jobs = sqlx::query_as::<_, DeadJob>(
@@ -232,7 +238,7 @@ impl JobQueue for DbQueue {
         &'a self,
         order_id: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let _turn = pool.write_turn().await;
@@ -245,11 +251,12 @@ impl JobQueue for DbQueue {
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected() == 1)
+                .map_err(QueueError::from)
             })
         })
     }
 
-    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let _turn = pool.write_turn().await;
@@ -258,11 +265,12 @@ impl JobQueue for DbQueue {
                     .execute(pool)
                     .await
                     .map(|r| r.rows_affected() == 1)
+                    .map_err(QueueError::from)
             })
         })
     }
 
-    fn depth(&self) -> BoxFuture<'_, Result<Depth, sqlx::Error>> {
+    fn depth(&self) -> BoxFuture<'_, Result<Depth, QueueError>> {
         Box::pin(async move {
             let rows: Vec<(String, i64, i64)> = with_pool!(&self.store, pool => sqlx::query_as(
                 "select status, priority, count(*) from jobs group by status, priority",

@@ -23,29 +23,64 @@ use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
 
 use rand::Rng as _;
 
-/// Queue tuning.
-#[derive(Debug, Clone, Copy)]
+/// Default of [`QueueConfig::batch_size`].
+pub const DEFAULT_BATCH: u32 = 64;
+/// Default of [`QueueConfig::lease_ms`].
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+/// Default of [`QueueConfig::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Default of [`QueueConfig::backoff_base_ms`].
+pub const DEFAULT_BACKOFF_MS: i64 = 200;
+/// Longest retry delay, ms.
+pub const BACKOFF_MAX_MS: i64 = 30_000;
+
+/// Queue tuning: flags of `serve` and `worker` (each with its environment variable). An
+/// out-of-range value is refused at start with clap's message, never clamped silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct QueueConfig {
-    /// How long a claimed job stays with its worker before it is redelivered, ms.
+    /// How long a claimed job stays with its worker before it is redelivered, ms
+    /// (1 000 – 3 600 000).
+    #[arg(
+        long = "queue-lease-ms",
+        env = "ORDERHOST_QUEUE_LEASE_MS",
+        default_value_t = DEFAULT_LEASE_MS,
+        value_parser = clap::value_parser!(i64).range(1_000..=3_600_000)
+    )]
     pub lease_ms: i64,
-    /// Most jobs claimed (and reserved in one transaction) at once.
+    /// Jobs a worker claims and settles in one transaction (1 – 1 000).
+    #[arg(
+        long = "queue-batch",
+        env = "ORDERHOST_QUEUE_BATCH",
+        default_value_t = DEFAULT_BATCH,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
     pub batch_size: u32,
-    /// Attempts before a job is dead and its order FAILED `RETRIES_EXHAUSTED`.
+    /// Attempts before a job is dead and its order FAILED `RETRIES_EXHAUSTED` (1 – 100).
+    #[arg(
+        long = "queue-max-attempts",
+        env = "ORDERHOST_QUEUE_MAX_ATTEMPTS",
+        default_value_t = DEFAULT_MAX_ATTEMPTS,
+        value_parser = clap::value_parser!(u32).range(1..=100)
+    )]
     pub max_attempts: u32,
-    /// First retry delay, ms; doubles per attempt, with jitter.
+    /// First retry delay in ms; doubles per attempt, ±25 % jitter, capped at 30 s
+    /// (0 – 30 000).
+    #[arg(
+        long = "queue-backoff-ms",
+        env = "ORDERHOST_QUEUE_BACKOFF_MS",
+        default_value_t = DEFAULT_BACKOFF_MS,
+        value_parser = clap::value_parser!(i64).range(0..=BACKOFF_MAX_MS)
+    )]
     pub backoff_base_ms: i64,
-    /// Longest retry delay, ms.
-    pub backoff_max_ms: i64,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         Self {
-            lease_ms: 30_000,
-            batch_size: 64,
-            max_attempts: 5,
-            backoff_base_ms: 200,
-            backoff_max_ms: 30_000,
+            lease_ms: DEFAULT_LEASE_MS,
+            batch_size: DEFAULT_BATCH,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff_base_ms: DEFAULT_BACKOFF_MS,
         }
     }
 }
@@ -57,7 +92,7 @@ impl QueueConfig {
         let exp = self
             .backoff_base_ms
             .saturating_mul(1_i64 << attempt.saturating_sub(1).min(30))
-            .min(self.backoff_max_ms);
+            .min(BACKOFF_MAX_MS);
         let jitter = exp / 4;
         if jitter == 0 {
             return exp;
@@ -87,6 +122,15 @@ pub struct Job {
 
 /// A boxed future, for the object-safe trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a queue call failed. The database queue fails only with its database; the Redis
+/// queue adds its own variant.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
 
 /// A job that exhausted its attempts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
@@ -134,10 +178,10 @@ pub trait JobQueue: Send + Sync + 'static {
         worker: &'a str,
         now: i64,
         max: u32,
-    ) -> BoxFuture<'a, Result<Vec<Job>, sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<Vec<Job>, QueueError>>;
 
     /// `jobs` were settled and committed.
-    fn acknowledge<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+    fn acknowledge<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, Result<(), QueueError>>;
 
     /// Puts `job`, leased by `worker`, back for another attempt at `run_at`. `false` when
     /// the lease was no longer `worker`'s (another worker took the job over).
@@ -148,7 +192,7 @@ pub trait JobQueue: Send + Sync + 'static {
         run_at: i64,
         error: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// Marks `job`, leased by `worker`, dead with its last error. `false` when the lease
     /// was no longer `worker`'s.
@@ -158,30 +202,30 @@ pub trait JobQueue: Send + Sync + 'static {
         job: &'a Job,
         error: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// Drops the waiting job of a cancelled order; `false` when there was none.
-    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// One page of dead jobs, newest first, and how many there are.
     fn dead(
         &self,
         limit: i64,
         offset: i64,
-    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), sqlx::Error>>;
+    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), QueueError>>;
 
     /// Queues a dead job again with fresh attempts; `false` when it is not dead.
     fn retry_dead<'a>(
         &'a self,
         order_id: &'a str,
         now: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// Deletes a dead job; `false` when it is not dead.
-    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
+    fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// Waiting jobs per priority, in flight, dead.
-    fn depth(&self) -> BoxFuture<'_, Result<Depth, sqlx::Error>>;
+    fn depth(&self) -> BoxFuture<'_, Result<Depth, QueueError>>;
 }
 
 /// How long an idle worker waits before polling again when nothing woke it.
@@ -194,17 +238,17 @@ mod tests {
     #[test]
     fn backoff_doubles_caps_and_jitters_within_a_quarter() {
         let cfg = QueueConfig {
-            backoff_base_ms: 100,
-            backoff_max_ms: 1_000,
+            backoff_base_ms: 1_000,
             ..Default::default()
         };
         for (attempt, base) in [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (5, 1_000),
-            (40, 1_000),
+            (1, 1_000),
+            (2, 2_000),
+            (3, 4_000),
+            (4, 8_000),
+            (5, 16_000),
+            (6, BACKOFF_MAX_MS),
+            (40, BACKOFF_MAX_MS),
         ] {
             for _ in 0..50 {
                 let d = cfg.backoff_ms(attempt);

@@ -13,8 +13,10 @@
 use std::{future::Future, sync::Arc};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::Instrument as _;
 
-type Envelope<I, O> = (I, oneshot::Sender<O>);
+/// An input, where to answer, and the caller's span (its request id, tenant and user).
+type Envelope<I, O> = (I, oneshot::Sender<O>, tracing::Span);
 
 /// Handle to a drain task; cheap to clone.
 #[derive(Debug)]
@@ -64,10 +66,19 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 let handle = handle.clone();
+                // The group runs in a span of its own that follows from every caller's
+                // span: a trace links each request to the group that served it, and the
+                // group's log lines are not attributed to whichever request came first.
+                let span = tracing::debug_span!("batch", size = group.len());
+                let mut inputs = Vec::with_capacity(group.len());
+                let mut replies = Vec::with_capacity(group.len());
+                for (input, reply, caller) in group {
+                    span.follows_from(&caller);
+                    inputs.push(input);
+                    replies.push(reply);
+                }
                 tokio::spawn(async move {
-                    let (inputs, replies): (Vec<I>, Vec<oneshot::Sender<O>>) =
-                        group.into_iter().unzip();
-                    let outputs = handle(inputs).await;
+                    let outputs = handle(inputs).instrument(span).await;
                     for (reply, output) in replies.into_iter().zip(outputs) {
                         // The caller may have gone away (a dropped request): nothing to do.
                         let _ = reply.send(output);
@@ -82,7 +93,10 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Sends `input` with the next group and waits for its output.
     pub async fn call(&self, input: I) -> Result<O, Stopped> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((input, reply)).await.map_err(|_| Stopped)?;
+        self.tx
+            .send((input, reply, tracing::Span::current()))
+            .await
+            .map_err(|_| Stopped)?;
         answer.await.map_err(|_| Stopped)
     }
 }

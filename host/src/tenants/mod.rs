@@ -16,6 +16,7 @@ use crate::{
     },
     state::AppState,
     store::{Store, is_unique_violation},
+    text::FieldError,
     with_pool,
 };
 
@@ -69,9 +70,9 @@ pub fn not_found(slug: &str) -> ApiError {
 }
 
 /// A tenant slug: 2–63 of `a-z`, `0-9`, `-`, starting with a letter or digit.
-pub fn parse_slug(raw: &str) -> Result<String, ApiError> {
+pub fn parse_slug(raw: &str) -> Result<String, FieldError> {
     let slug = crate::text::identifier(raw)
-        .map_err(|e| ApiError::validation("slug", e.to_string()))?
+        .map_err(|e| FieldError::text("slug", e))?
         .to_ascii_lowercase();
     let ok = (2..=63).contains(&slug.len())
         && slug.starts_with(|c: char| c.is_ascii_alphanumeric())
@@ -81,7 +82,7 @@ pub fn parse_slug(raw: &str) -> Result<String, ApiError> {
     if ok {
         Ok(slug)
     } else {
-        Err(ApiError::validation(
+        Err(FieldError::new(
             "slug",
             "2-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
         ))
@@ -90,13 +91,13 @@ pub fn parse_slug(raw: &str) -> Result<String, ApiError> {
 
 /// A tenant's display name: trimmed, one line, at most 200 characters; the slug when
 /// absent or blank.
-pub fn parse_name(raw: Option<&str>, slug: &str) -> Result<String, ApiError> {
+pub fn parse_name(raw: Option<&str>, slug: &str) -> Result<String, FieldError> {
     let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
         return Ok(slug.to_owned());
     };
-    crate::text::single_line(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+    crate::text::single_line(name).map_err(|e| FieldError::text("name", e))?;
     if name.chars().count() > 200 {
-        return Err(ApiError::validation("name", "at most 200 characters"));
+        return Err(FieldError::new("name", "at most 200 characters"));
     }
     Ok(name.to_owned())
 }
@@ -115,18 +116,38 @@ pub async fn find_by_id(store: &Store, id: &str) -> Result<Option<TenantRow>, sq
     with_pool!(store, pool => sqlx::query_as::<_, TenantRow>(&sql).bind(id).fetch_optional(pool).await)
 }
 
+/// Why a tenant could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// No tenant has this slug.
+    #[error("no tenant named {0:?}")]
+    NotFound(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<TenantError> for ApiError {
+    fn from(err: TenantError) -> Self {
+        match err {
+            TenantError::NotFound(slug) => not_found(&slug),
+            TenantError::Db(e) => e.into(),
+        }
+    }
+}
+
 /// Resolves an optional slug to a tenant id; `None` means the default tenant.
-pub async fn resolve(store: &Store, slug: Option<&str>) -> Result<String, ApiError> {
+pub async fn resolve(store: &Store, slug: Option<&str>) -> Result<String, TenantError> {
     match slug.map(str::trim).filter(|s| !s.is_empty()) {
         None => Ok(crate::store::DEFAULT_TENANT_ID.to_owned()),
         Some(raw) => {
             let slug = crate::text::identifier(raw)
-                .map_err(|_| not_found(raw))?
+                .map_err(|_| TenantError::NotFound(raw.to_owned()))?
                 .to_ascii_lowercase();
             find_by_slug(store, &slug)
                 .await?
                 .map(|t| t.id)
-                .ok_or_else(|| not_found(&slug))
+                .ok_or(TenantError::NotFound(slug))
         }
     }
 }

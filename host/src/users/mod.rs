@@ -12,6 +12,7 @@ use crate::{
     clock::rfc3339,
     http::error::ApiError,
     store::{Store, WritePool as _, is_unique_violation},
+    text::FieldError,
     with_pool,
 };
 
@@ -26,9 +27,9 @@ impl Email {
     /// NFKC-normalized and lower-cased first, with invisible characters refused
     /// ([`crate::text::identifier`]), so `ｄｕｐ@x.io` is the account `dup@x.io` and no
     /// lookalike of it can register.
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let email = crate::text::identifier(raw)
-            .map_err(|e| ApiError::validation("email", e.to_string()))?
+            .map_err(|e| FieldError::text("email", e))?
             .to_lowercase();
         let valid = email.len() <= 254
             && !email.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -45,7 +46,7 @@ impl Email {
         if valid {
             Ok(Self(email))
         } else {
-            Err(ApiError::validation("email", "not a valid email address"))
+            Err(FieldError::new("email", "not a valid email address"))
         }
     }
 
@@ -65,13 +66,13 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
 impl DisplayName {
     /// Parses an optional name; absent, `null` or blank is no name.
-    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, ApiError> {
+    pub fn parse_optional(raw: Option<&str>) -> Result<Option<Self>, FieldError> {
         let Some(name) = raw.map(str::trim).filter(|n| !n.is_empty()) else {
             return Ok(None);
         };
-        crate::text::single_line(name).map_err(|e| ApiError::validation("name", e.to_string()))?;
+        crate::text::single_line(name).map_err(|e| FieldError::text("name", e))?;
         if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-            return Err(ApiError::validation(
+            return Err(FieldError::new(
                 "name",
                 format!("at most {MAX_DISPLAY_NAME_CHARS} characters"),
             ));
