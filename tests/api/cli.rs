@@ -28,6 +28,19 @@ fn orderhost(dir: &tempfile::TempDir) -> Command {
     command
 }
 
+/// Sends SIGTERM to `child` (a process this test started) and collects its output.
+fn terminate(child: std::process::Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn production_refuses_a_missing_or_weak_jwt_secret() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,15 +173,7 @@ fn serve_starts_with_no_configuration_and_stops_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let output = child.wait_with_output().unwrap();
+    let output = terminate(child);
     assert!(
         output.status.success(),
         "{}",
@@ -206,15 +211,7 @@ fn worker_starts_in_production_without_a_jwt_secret() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let output = child.wait_with_output().unwrap();
+    let output = terminate(child);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}{stdout}");
@@ -360,13 +357,7 @@ async fn one_orders_log_lines_carry_its_request_id() {
         .unwrap();
     let order = json_ok(order, StatusCode::ACCEPTED).await;
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let mut child = child;
-    assert!(child.wait().unwrap().success());
+    assert!(terminate(child).status.success());
     let lines = lines.lock().unwrap().clone();
     let of_request: Vec<serde_json::Value> = lines
         .iter()

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use orderhost::auth::Role;
-use reqwest::{StatusCode, header};
+use reqwest::{Method, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -49,6 +49,28 @@ async fn send(
     request.send().await.expect("request")
 }
 
+/// `POST /order` with a raw JSON body.
+async fn post_order(app: &TestApp, token: &str, body: &str) -> reqwest::Response {
+    send(app, Method::POST, "/order", Some(token), Some(body)).await
+}
+
+/// `method path` as the holder of `token`, with an optional JSON body.
+async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = new_client()
+        .request(method, app.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request")
+}
+
 /// Asserts a 4xx with the error envelope (never a 5xx, never a bare body).
 async fn assert_refused(response: reqwest::Response, what: &str) -> Value {
     let status = response.status();
@@ -60,7 +82,6 @@ async fn assert_refused(response: reqwest::Response, what: &str) -> Value {
 }
 
 async fn control_characters_never_reach_the_database(backend: Backend) {
-    use reqwest::Method;
     let app = spawn_app(backend).await;
     let admin = app
         .user_with_role("boss@example.com", Role::Admin, None)
@@ -242,12 +263,7 @@ async fn original_clients_register_and_order_unchanged(backend: Backend) {
         .user_with_role("boss@example.com", Role::Admin, None)
         .await;
     let listed = json_ok(
-        new_client()
-            .get(app.url("/users/ann@example.com"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
+        call(&app, Method::GET, "/users/ann@example.com", &admin, None).await,
         StatusCode::OK,
     )
     .await;
@@ -267,31 +283,13 @@ async fn original_clients_register_and_order_unchanged(backend: Backend) {
 
     // The original README's order, byte for byte: a decimal price in major units.
     let raw = format!(r#"{{"stockId":"{stock}","quantity":2,"priceAtPurchase":999.99}}"#);
-    let order = json_ok(
-        send(
-            &app,
-            reqwest::Method::POST,
-            "/order",
-            Some(&token),
-            Some(&raw),
-        )
-        .await,
-        StatusCode::ACCEPTED,
-    )
-    .await;
+    let order = json_ok(post_order(&app, &token, &raw).await, StatusCode::ACCEPTED).await;
     assert_eq!(order["total"], 199_998);
     assert_eq!(order["expectedTotal"], 199_998);
     // As a string, and with trailing zeros; one cent too precise is refused by name.
     let as_string = format!(r#"{{"stockId":"{stock}","quantity":1,"priceAtPurchase":"999.990"}}"#);
     json_ok(
-        send(
-            &app,
-            reqwest::Method::POST,
-            "/order",
-            Some(&token),
-            Some(&as_string),
-        )
-        .await,
+        post_order(&app, &token, &as_string).await,
         StatusCode::ACCEPTED,
     )
     .await;
@@ -302,14 +300,7 @@ async fn original_clients_register_and_order_unchanged(backend: Backend) {
     ] {
         let raw = format!(r#"{{"stockId":"{stock}","quantity":1,"priceAtPurchase":{price}}}"#);
         let body = assert_error(
-            send(
-                &app,
-                reqwest::Method::POST,
-                "/order",
-                Some(&token),
-                Some(&raw),
-            )
-            .await,
+            post_order(&app, &token, &raw).await,
             StatusCode::UNPROCESSABLE_ENTITY,
             "VALIDATION_FAILED",
         )
@@ -347,12 +338,14 @@ async fn a_client_price_is_a_ceiling(backend: Backend) {
         .user_with_role("boss@example.com", Role::Admin, None)
         .await;
     json_ok(
-        new_client()
-            .post(app.url("/users/vip@example.com/promote-vip"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
+        call(
+            &app,
+            Method::POST,
+            "/users/vip@example.com/promote-vip",
+            &admin,
+            None,
+        )
+        .await,
         StatusCode::OK,
     )
     .await;
@@ -378,22 +371,18 @@ async fn a_client_price_is_a_ceiling(backend: Backend) {
     );
     // expectedTotal above the price: charged the price; below: refused, nothing written.
     let lines = json!([{ "stockId": stock, "quantity": 2 }]);
-    let above = send(
+    let above = post_order(
         &app,
-        reqwest::Method::POST,
-        "/order",
-        Some(&vip),
-        Some(&json!({ "lines": lines, "expectedTotal": 5_000 }).to_string()),
+        &vip,
+        &json!({ "lines": lines, "expectedTotal": 5_000 }).to_string(),
     )
     .await;
     assert_eq!(json_ok(above, StatusCode::ACCEPTED).await["total"], 2_375);
     let before = app.scalar("select count(*) from orders").await;
-    let below = send(
+    let below = post_order(
         &app,
-        reqwest::Method::POST,
-        "/order",
-        Some(&vip),
-        Some(&json!({ "lines": lines, "expectedTotal": 2_374 }).to_string()),
+        &vip,
+        &json!({ "lines": lines, "expectedTotal": 2_374 }).to_string(),
     )
     .await;
     let body = assert_error(below, StatusCode::UNPROCESSABLE_ENTITY, "ORDER_REJECTED").await;
@@ -582,13 +571,14 @@ async fn lookalike_emails_and_skus_are_the_same_identifier(backend: Backend) {
     // An order naming the fullwidth sku gets the real product.
     let (_, token) = app.login_as("dup@x.io", None).await;
     let order = json_ok(
-        new_client()
-            .post(app.url("/order"))
-            .bearer_auth(&token)
-            .json(&json!({ "lines": [{ "sku": "ＭＵＧ－１", "quantity": 1 }] }))
-            .send()
-            .await
-            .unwrap(),
+        call(
+            &app,
+            Method::POST,
+            "/order",
+            &token,
+            Some(&json!({ "lines": [{ "sku": "ＭＵＧ－１", "quantity": 1 }] })),
+        )
+        .await,
         StatusCode::ACCEPTED,
     )
     .await;
@@ -610,13 +600,14 @@ async fn a_demoted_admin_loses_its_rights_at_once(backend: Backend) {
             .send()
     };
     json_ok(users(&second).await.unwrap(), StatusCode::OK).await;
-    let demote = new_client()
-        .patch(app.url("/users/second@example.com"))
-        .bearer_auth(&first)
-        .json(&json!({ "role": "customer" }))
-        .send()
-        .await
-        .unwrap();
+    let demote = call(
+        &app,
+        Method::PATCH,
+        "/users/second@example.com",
+        &first,
+        Some(&json!({ "role": "customer" })),
+    )
+    .await;
     json_ok(demote, StatusCode::OK).await;
     // The same, still unexpired access token: the row's role decides, not the token's.
     assert_error(
@@ -625,21 +616,24 @@ async fn a_demoted_admin_loses_its_rights_at_once(backend: Backend) {
         "FORBIDDEN",
     )
     .await;
-    let evaluate = new_client()
-        .post(app.url("/admin/policy/evaluate"))
-        .bearer_auth(&second)
-        .json(&json!({ "customer": { "id": "c", "vip": false }, "lines": [] }))
-        .send()
-        .await
-        .unwrap();
+    let evaluate = call(
+        &app,
+        Method::POST,
+        "/admin/policy/evaluate",
+        &second,
+        Some(&json!({ "customer": { "id": "c", "vip": false }, "lines": [] })),
+    )
+    .await;
     assert_error(evaluate, StatusCode::FORBIDDEN, "FORBIDDEN").await;
     // A deleted account's token opens nothing.
-    let delete = new_client()
-        .delete(app.url("/users/second@example.com"))
-        .bearer_auth(&first)
-        .send()
-        .await
-        .unwrap();
+    let delete = call(
+        &app,
+        Method::DELETE,
+        "/users/second@example.com",
+        &first,
+        None,
+    )
+    .await;
     assert_eq!(delete.status(), StatusCode::NO_CONTENT);
     assert_error(
         users(&second).await.unwrap(),
@@ -757,7 +751,8 @@ async fn concurrent_refreshes_share_one_successor_and_logout_is_not_reuse(backen
 }
 
 async fn event_ids_last_admin_and_docs_paths(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // No workers: the orders stay PENDING until this test cancels one.
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
     let (_, stock) = app.seed_product(None, "A", 100, 10).await;
     app.register("eva@example.com", None).await;
     let (_, token) = app.login_as("eva@example.com", None).await;
@@ -765,31 +760,36 @@ async fn event_ids_last_admin_and_docs_paths(backend: Backend) {
     let mut last = Value::Null;
     for _ in 0..10 {
         last = json_ok(
-            new_client()
-                .post(app.url("/order"))
-                .bearer_auth(&token)
-                .json(&json!({ "lines": [{ "stockId": stock, "quantity": 1 }] }))
-                .send()
-                .await
-                .unwrap(),
+            call(
+                &app,
+                Method::POST,
+                "/order",
+                &token,
+                Some(&json!({ "lines": [{ "stockId": stock, "quantity": 1 }] })),
+            )
+            .await,
             StatusCode::ACCEPTED,
         )
         .await;
     }
     let id = last["id"].as_str().unwrap();
-    let cancel = new_client()
-        .post(app.url(&format!("/order/{id}/cancel")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let cancel = call(
+        &app,
+        Method::POST,
+        &format!("/order/{id}/cancel"),
+        &token,
+        None,
+    )
+    .await;
     json_ok(cancel, StatusCode::OK).await;
-    let stream = new_client()
-        .get(app.url(&format!("/order/{id}/events")))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let stream = call(
+        &app,
+        Method::GET,
+        &format!("/order/{id}/events"),
+        &token,
+        None,
+    )
+    .await;
     let text = tokio::time::timeout(Duration::from_secs(10), stream.text())
         .await
         .expect("the stream ends")
@@ -818,32 +818,36 @@ async fn event_ids_last_admin_and_docs_paths(backend: Backend) {
         .user_with_role("ops@example.com", Role::Operator, None)
         .await;
     for token in [&admin, &operator] {
-        let demote = new_client()
-            .patch(app.url("/users/only@example.com"))
-            .bearer_auth(token)
-            .json(&json!({ "role": "customer" }))
-            .send()
-            .await
-            .unwrap();
+        let demote = call(
+            &app,
+            Method::PATCH,
+            "/users/only@example.com",
+            token,
+            Some(&json!({ "role": "customer" })),
+        )
+        .await;
         assert_error(demote, StatusCode::CONFLICT, "LAST_ADMIN").await;
     }
-    let delete = new_client()
-        .delete(app.url("/users/only@example.com"))
-        .bearer_auth(&operator)
-        .send()
-        .await
-        .unwrap();
+    let delete = call(
+        &app,
+        Method::DELETE,
+        "/users/only@example.com",
+        &operator,
+        None,
+    )
+    .await;
     assert_error(delete, StatusCode::CONFLICT, "LAST_ADMIN").await;
     // With a second admin, the first may step down.
     app.user_with_role("two@example.com", Role::Admin, None)
         .await;
-    let demote = new_client()
-        .patch(app.url("/users/only@example.com"))
-        .bearer_auth(&admin)
-        .json(&json!({ "role": "customer" }))
-        .send()
-        .await
-        .unwrap();
+    let demote = call(
+        &app,
+        Method::PATCH,
+        "/users/only@example.com",
+        &admin,
+        Some(&json!({ "role": "customer" })),
+    )
+    .await;
     assert_eq!(json_ok(demote, StatusCode::OK).await["role"], "customer");
 
     // Paths the docs UI's file server does not know get the envelope, not a bare 404.

@@ -465,15 +465,20 @@ impl From<sqlx::Error> for Refused {
     }
 }
 
-/// The user and the refresh token a valid `token` is exchanged for.
-async fn refresh_session(state: &AppState, token: &str) -> Result<(UserRow, String, i64), Refused> {
-    let now = state.clock.now_ms();
-    let row = find_refresh(&state.store, &hash_refresh_token(token))
+/// The stored row of a presented refresh token.
+async fn stored_refresh(state: &AppState, token: &str) -> Result<RefreshRow, Refused> {
+    find_refresh(&state.store, &hash_refresh_token(token))
         .await?
         .ok_or(Refused::Client(
             "INVALID_REFRESH_TOKEN",
             "unknown refresh token",
-        ))?;
+        ))
+}
+
+/// The user and the refresh token a valid `token` is exchanged for.
+async fn refresh_session(state: &AppState, token: &str) -> Result<(UserRow, String, i64), Refused> {
+    let now = state.clock.now_ms();
+    let row = stored_refresh(state, token).await?;
     if row.revoked_at.is_some() {
         return Err(revoked(&row));
     }
@@ -502,12 +507,7 @@ async fn refresh_session(state: &AppState, token: &str) -> Result<(UserRow, Stri
         return Ok((user, successor, now));
     }
     // Rotated already — by a concurrent request a moment ago, or long before.
-    let row = find_refresh(&state.store, &hash_refresh_token(token))
-        .await?
-        .ok_or(Refused::Client(
-            "INVALID_REFRESH_TOKEN",
-            "unknown refresh token",
-        ))?;
+    let row = stored_refresh(state, token).await?;
     match row.rotated_at {
         _ if row.revoked_at.is_some() => Err(revoked(&row)),
         Some(at) if now - at <= ROTATION_GRACE_MS => {

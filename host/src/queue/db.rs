@@ -10,6 +10,21 @@ use crate::{
     with_pool,
 };
 
+/// Runs one write statement in this process's write turn (SQLite's single writer; nothing
+/// to wait for on PostgreSQL); `true` when it changed exactly one row.
+macro_rules! changed_one {
+    ($store:expr, $pool:ident => $query:expr) => {
+        with_pool!($store, $pool => {
+            let _turn = $pool.write_turn().await;
+            $query
+                .execute($pool)
+                .await
+                .map(|r| r.rows_affected() == 1)
+                .map_err(QueueError::from)
+        })
+    };
+}
+
 /// A job to enqueue with its order.
 #[derive(Debug, Clone, Copy)]
 pub struct NewJob<'a> {
@@ -152,9 +167,7 @@ impl JobQueue for DbQueue {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
-            with_pool!(&self.store, pool => {
-                let _turn = pool.write_turn().await;
-                sqlx::query(
+            changed_one!(&self.store, pool => sqlx::query(
                     "update jobs set status = 'queued', run_at = $1, lease_until = null, leased_by = null, \
                      last_error = $2, updated_at = $3 where order_id = $4 and status = 'leased' and leased_by = $5",
                 )
@@ -162,12 +175,7 @@ impl JobQueue for DbQueue {
                 .bind(error)
                 .bind(now)
                 .bind(&job.order_id)
-                .bind(worker)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err(QueueError::from)
-            })
+                .bind(worker))
         })
     }
 
@@ -179,35 +187,21 @@ impl JobQueue for DbQueue {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
-            with_pool!(&self.store, pool => {
-                let _turn = pool.write_turn().await;
-                sqlx::query(
+            changed_one!(&self.store, pool => sqlx::query(
                     "update jobs set status = 'dead', lease_until = null, last_error = $1, updated_at = $2 \
                      where order_id = $3 and status = 'leased' and leased_by = $4",
                 )
                 .bind(error)
                 .bind(now)
                 .bind(&job.order_id)
-                .bind(worker)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err(QueueError::from)
-            })
+                .bind(worker))
         })
     }
 
     fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
-            with_pool!(&self.store, pool => {
-                let _turn = pool.write_turn().await;
-                sqlx::query("delete from jobs where order_id = $1 and status in ('queued', 'leased')")
-                    .bind(order_id)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected() == 1)
-                    .map_err(QueueError::from)
-            })
+            changed_one!(&self.store, pool => sqlx::query("delete from jobs where order_id = $1 and status in ('queued', 'leased')")
+                    .bind(order_id))
         })
     }
 
@@ -240,33 +234,19 @@ impl JobQueue for DbQueue {
         now: i64,
     ) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
-            with_pool!(&self.store, pool => {
-                let _turn = pool.write_turn().await;
-                sqlx::query(
+            changed_one!(&self.store, pool => sqlx::query(
                     "update jobs set status = 'queued', attempts = 0, run_at = $1, lease_until = null, \
                      leased_by = null, updated_at = $1 where order_id = $2 and status = 'dead'",
                 )
                 .bind(now)
-                .bind(order_id)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected() == 1)
-                .map_err(QueueError::from)
-            })
+                .bind(order_id))
         })
     }
 
     fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>> {
         Box::pin(async move {
-            with_pool!(&self.store, pool => {
-                let _turn = pool.write_turn().await;
-                sqlx::query("delete from jobs where order_id = $1 and status = 'dead'")
-                    .bind(order_id)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected() == 1)
-                    .map_err(QueueError::from)
-            })
+            changed_one!(&self.store, pool => sqlx::query("delete from jobs where order_id = $1 and status = 'dead'")
+                    .bind(order_id))
         })
     }
 
