@@ -180,6 +180,18 @@ pub struct Config {
     /// Largest accepted request body in bytes (bigger → 413 `PAYLOAD_TOO_LARGE`).
     #[arg(long, env = "ORDERHOST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
+    /// Largest component accepted by `POST /admin/components`, in bytes (bigger → 422
+    /// `TOO_LARGE`). That route alone reads bodies up to this size instead of
+    /// `ORDERHOST_BODY_LIMIT_BYTES` (see `http/edge.rs`).
+    #[arg(long, env = "ORDERHOST_COMPONENT_MAX_BYTES", default_value_t = 1 << 20)]
+    pub component_max_bytes: usize,
+    /// Components a tenant may own unless an operator set its quota
+    /// (`PUT /admin/tenants/{tenant}/component-quota`); platform components do not count.
+    #[arg(long, env = "ORDERHOST_COMPONENT_QUOTA_COUNT", default_value_t = 20)]
+    pub component_quota_count: u32,
+    /// Total bytes of the components a tenant may own unless an operator set its quota.
+    #[arg(long, env = "ORDERHOST_COMPONENT_QUOTA_BYTES", default_value_t = 16 << 20)]
+    pub component_quota_bytes: u64,
     /// Time a request may take before it is answered 503 `REQUEST_TIMEOUT`, in ms.
     #[arg(long, env = "ORDERHOST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
     pub request_timeout_ms: u64,
@@ -226,6 +238,9 @@ impl Default for Config {
             refresh_token_ttl_secs: 14 * 24 * 3600,
             cors_origins: Vec::new(),
             body_limit_bytes: 64 * 1024,
+            component_max_bytes: 1 << 20,
+            component_quota_count: 20,
+            component_quota_bytes: 16 << 20,
             request_timeout_ms: 15_000,
             workers: 1,
             queue: crate::queue::QueueConfig::default(),

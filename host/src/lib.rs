@@ -15,6 +15,7 @@ pub mod observability;
 pub mod orders;
 pub mod policy;
 pub mod queue;
+pub mod registry;
 pub mod state;
 pub mod store;
 pub mod tenants;

@@ -14,4 +14,5 @@ mod http_edge;
 mod orders;
 mod policy;
 mod queue;
+mod registry;
 mod users;

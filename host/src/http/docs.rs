@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "catalog", description = "Products, stock and the public showcase"),
         (name = "orders", description = "Placing, following and cancelling orders"),
         (name = "policy", description = "The WebAssembly policy runtime (operators, tenant admins)"),
+        (name = "components", description = "The component registry: upload, list, inspect, delete; quotas"),
     )
 )]
 struct ApiDoc;

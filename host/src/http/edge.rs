@@ -9,11 +9,15 @@
 //!   `Content-Length` above the limit is 413 at once (nothing is read), a body that grows
 //!   past the limit is 413, and a body that does not arrive within the request timeout is
 //!   408 `BODY_TIMEOUT` — the client's fault, so no `Retry-After` and no ERROR log line.
+//! - One route reads bigger bodies: `POST /admin/components` (component uploads) is read
+//!   under `ORDERHOST_COMPONENT_MAX_BYTES` (default 1 MiB) instead of the global
+//!   `ORDERHOST_BODY_LIMIT_BYTES` (64 KiB), and a bigger upload is the registry's 422
+//!   `TOO_LARGE`, not 413. Every other route keeps the small limit.
 
 use axum::{
     body::{Body, HttpBody as _},
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -52,7 +56,23 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if let Err(error) = check_uri(request.uri()) {
         return error.into_response();
     }
-    let limit = state.config.body_limit_bytes;
+    let upload =
+        request.method() == Method::POST && request.uri().path() == crate::registry::UPLOAD_PATH;
+    let limit = if upload {
+        state.config.component_max_bytes
+    } else {
+        state.config.body_limit_bytes
+    };
+    let too_large = |size: u64| {
+        if upload {
+            ApiError::from(crate::registry::RegistryError::TooLarge {
+                size,
+                max: limit as u64,
+            })
+        } else {
+            payload_too_large()
+        }
+    };
     let (parts, body) = request.into_parts();
     if body.size_hint().exact() == Some(0) {
         return next.run(Request::from_parts(parts, body)).await;
@@ -62,8 +82,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return payload_too_large().into_response();
+    if let Some(size) = announced.filter(|&n| n > limit as u64) {
+        return too_large(size).into_response();
     }
     let read = tokio::time::timeout(
         state.config.request_timeout(),
@@ -73,7 +93,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let bytes = match read {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            return payload_too_large().into_response();
+            return too_large(limit as u64 + 1).into_response();
         }
         Ok(Err(e)) => {
             tracing::info!(error = %e, "request body could not be read");

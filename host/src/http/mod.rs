@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::users::router())
         .merge(crate::tenants::router())
         .merge(crate::policy::router())
+        .merge(crate::registry::router())
         .merge(crate::catalog::router())
         .merge(crate::orders::router())
         .merge(health::router());

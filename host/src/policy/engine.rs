@@ -131,6 +131,10 @@ pub struct CompiledComponent {
     pub sha256: String,
     /// Pre-linked entry points, one per exported hook.
     pres: HashMap<Hook, HookPre>,
+    /// Every import, as the component's own type names it (not its metadata).
+    imports: Vec<String>,
+    /// Every export, likewise.
+    exports: Vec<String>,
 }
 
 impl std::fmt::Debug for CompiledComponent {
@@ -159,6 +163,16 @@ impl CompiledComponent {
     /// Whether it can serve `hook`.
     pub fn serves(&self, hook: Hook) -> bool {
         self.pres.contains_key(&hook)
+    }
+
+    /// Its imports (interface names with versions), sorted.
+    pub fn imports(&self) -> &[String] {
+        &self.imports
+    }
+
+    /// Its exports, sorted.
+    pub fn exports(&self) -> &[String] {
+        &self.exports
     }
 }
 
@@ -195,12 +209,12 @@ pub enum LoadError {
         "imports {0:?}, which components may not use (allowed: ordering:policy/host and the WASI cli/io/clocks/random/filesystem-types interfaces)"
     )]
     ForbiddenImport(String),
-    /// Exports none of the hooks.
+    /// Exports none of the hooks (what it exports instead).
     #[error(
         "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @{})",
         WIT_VERSION
     )]
-    NoHook,
+    NoHook(Vec<String>),
     /// Linking failed.
     #[error("cannot be linked: {0}")]
     Link(String),
@@ -273,7 +287,9 @@ impl PolicyEngine {
     }
 
     /// Compiles (once per content hash in this process), checks imports against the
-    /// allowlist, and pre-links every hook the component exports.
+    /// allowlist, and pre-links every hook the component exports. Only a component that
+    /// passes every check enters the compile cache, so refused uploads do not pile up in
+    /// memory.
     pub fn load(
         &self,
         name: &str,
@@ -287,31 +303,30 @@ impl PolicyEngine {
             .unwrap_or_else(|p| p.into_inner())
             .get(&sha256)
             .cloned();
+        let is_new = cached.is_none();
         let component = match cached {
             Some(c) => c,
-            None => {
-                let c = Component::new(&self.engine, bytes)
-                    .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-                self.cache
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(sha256.clone(), c.clone());
-                c
-            }
+            None => Component::new(&self.engine, bytes)
+                .map_err(|e| LoadError::Compile(format!("{e:#}")))?,
         };
         let ty = component.component_type();
-        for (import, _) in ty.imports(&self.engine) {
-            if !ALLOWED_IMPORTS
+        let mut imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_owned())
+            .collect();
+        imports.sort();
+        if let Some(import) = imports.iter().find(|import| {
+            !ALLOWED_IMPORTS
                 .iter()
                 .any(|allowed| import.starts_with(allowed))
-            {
-                return Err(LoadError::ForbiddenImport(import.to_owned()));
-            }
+        }) {
+            return Err(LoadError::ForbiddenImport(import.clone()));
         }
-        let exports: Vec<String> = ty
+        let mut exports: Vec<String> = ty
             .exports(&self.engine)
             .map(|(n, _)| n.to_owned())
             .collect();
+        exports.sort();
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -325,13 +340,21 @@ impl PolicyEngine {
             }
         }
         if pres.is_empty() {
-            return Err(LoadError::NoHook);
+            return Err(LoadError::NoHook(exports));
+        }
+        if is_new {
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(sha256.clone(), component);
         }
         Ok(CompiledComponent {
             name: name.to_owned(),
             version: version.to_owned(),
             sha256,
             pres,
+            imports,
+            exports,
         })
     }
 

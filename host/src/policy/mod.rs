@@ -24,4 +24,4 @@ pub mod types;
 
 pub use engine::{FaultKind, Limits, PolicyFault};
 pub use routes::{router, unavailable};
-pub use runtime::{EvalMode, Evaluation, PolicyRuntime};
+pub use runtime::{BindingUse, EvalMode, Evaluation, PolicyRuntime};

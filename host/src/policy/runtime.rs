@@ -67,6 +67,51 @@ impl PolicySet {
     pub fn builtin(&self, hook: Hook) -> &Arc<Binding> {
         &self.builtin[&hook]
     }
+
+    /// Every binding of `name@version` in this set: the default bindings (serving every
+    /// tenant without its own) and each tenant's, sorted by tenant then hook.
+    pub fn uses(&self, name: &str, version: &str) -> Vec<BindingUse> {
+        let matches = |b: &Binding| b.component.name == name && b.component.version == version;
+        let mut uses: Vec<BindingUse> = self
+            .default
+            .iter()
+            .filter(|(_, b)| matches(b))
+            .map(|(hook, b)| BindingUse {
+                tenant: None,
+                hook: *hook,
+                source: b.source.clone(),
+            })
+            .collect();
+        let mut tenants: Vec<BindingUse> = self
+            .tenants
+            .iter()
+            .flat_map(|(tenant, hooks)| {
+                hooks
+                    .iter()
+                    .filter(|(_, b)| matches(b))
+                    .map(|(hook, b)| BindingUse {
+                        tenant: Some(tenant.clone()),
+                        hook: *hook,
+                        source: b.source.clone(),
+                    })
+            })
+            .collect();
+        tenants.sort_by(|a, b| (&a.tenant, a.hook).cmp(&(&b.tenant, b.hook)));
+        uses.extend(tenants);
+        uses
+    }
+}
+
+/// One binding of a component: which tenant, which hook, declared where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BindingUse {
+    /// Tenant slug; `null` for a default binding (every tenant without its own).
+    pub tenant: Option<String>,
+    /// The hook.
+    pub hook: Hook,
+    /// Where the binding is declared (`built-in` or a manifest path).
+    pub source: String,
 }
 
 /// Why bindings could not be loaded.
@@ -185,6 +230,31 @@ impl PolicyRuntime {
     /// The component registry.
     pub fn registry(&self) -> &ComponentRegistry {
         &self.registry
+    }
+
+    /// The process-wide engine.
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
+    /// Runs `hook` of `component` once on `ctx` with default limits, no configuration and
+    /// the host's output checks: the upload smoke call (synchronous: call from a blocking
+    /// thread).
+    pub fn try_component(
+        &self,
+        component: Arc<CompiledComponent>,
+        hook: Hook,
+        ctx: &OrderContext,
+    ) -> Result<HookOutput, PolicyFault> {
+        let binding = Binding {
+            component,
+            config: Arc::new(BTreeMap::new()),
+            limits: Limits::default(),
+            on_error: OnError::Reject,
+            source: "smoke call".into(),
+        };
+        self.call_checked(&binding, ctx, hook)
+            .map(|(output, _, _)| output)
     }
 
     /// Re-reads the manifests and publishes them; on any error the active set stays.

@@ -68,6 +68,26 @@ impl Hook {
     }
 }
 
+/// The worlds of the `ordering:policy` package (`wit/worlds.wit`) with the hooks each
+/// exports: a component targets a world exactly when it exports that set of hooks.
+pub const WORLDS: &[(&str, &[Hook])] = &[
+    ("validator", &[Hook::Validation]),
+    ("pricer", &[Hook::Pricing]),
+    ("prioritizer", &[Hook::Prioritization]),
+    (
+        "order-policy",
+        &[Hook::Validation, Hook::Pricing, Hook::Prioritization],
+    ),
+];
+
+/// The world a component exporting exactly `hooks` (in `Hook::ALL` order) targets.
+pub fn world_exporting(hooks: &[Hook]) -> Option<&'static str> {
+    WORLDS
+        .iter()
+        .find(|(_, exported)| *exported == hooks)
+        .map(|(name, _)| *name)
+}
+
 impl std::fmt::Display for Hook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -289,7 +309,7 @@ impl Quote {
 
 #[cfg(test)]
 mod tests {
-    use super::WIT_VERSION;
+    use super::{WIT_VERSION, WORLDS};
 
     /// `bindgen!` reads `wit/` while the host's strings use `WIT_VERSION`: they must agree.
     #[test]
@@ -299,5 +319,37 @@ mod tests {
             worlds.starts_with(&format!("package ordering:policy@{WIT_VERSION};")),
             "wit/worlds.wit declares another version than WIT_VERSION {WIT_VERSION}"
         );
+    }
+
+    /// Upload validation names worlds from `WORLDS`: it must say what `wit/` says.
+    #[test]
+    fn worlds_are_the_worlds_of_the_wit_package() {
+        let text = include_str!("../../../wit/worlds.wit");
+        let mut declared = Vec::new();
+        for block in text.split("world ").skip(1) {
+            let name = block.split_whitespace().next().unwrap_or_default();
+            let body = &block[..block.find('}').unwrap_or(block.len())];
+            let exports: Vec<&str> = body
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("export "))
+                .map(|e| e.trim_end_matches(';'))
+                .collect();
+            declared.push((name.to_owned(), exports));
+        }
+        let ours: Vec<(String, Vec<&str>)> = WORLDS
+            .iter()
+            .map(|(name, hooks)| {
+                let exports = hooks
+                    .iter()
+                    .map(|h| match h {
+                        super::Hook::Validation => "validation",
+                        super::Hook::Pricing => "pricing",
+                        super::Hook::Prioritization => "prioritization",
+                    })
+                    .collect();
+                ((*name).to_owned(), exports)
+            })
+            .collect();
+        assert_eq!(ours, declared);
     }
 }
