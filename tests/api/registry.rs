@@ -18,6 +18,7 @@ backend_tests!(
     every_refusal_has_its_code_and_stores_nothing,
     an_upload_over_the_size_limit_is_too_large,
     quotas_limit_tenant_uploads_not_the_platform,
+    concurrent_uploads_cannot_overrun_a_quota,
     tenants_see_their_own_and_the_platform_components,
     lists_filter_and_paginate,
     a_bound_component_cannot_be_deleted,
@@ -494,6 +495,31 @@ async fn quotas_limit_tenant_uploads_not_the_platform(backend: Backend) {
     let usage = get_ok(&app, &who.operator, "/admin/tenants/acme/component-quota").await;
     assert_eq!(usage["usedCount"], 1);
     assert_eq!(usage["maxBytes"], max_bytes);
+}
+
+async fn concurrent_uploads_cannot_overrun_a_quota(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = cast(&app).await;
+    let quota = new_client()
+        .put(app.url("/admin/tenants/acme/component-quota"))
+        .bearer_auth(&who.operator)
+        .json(&json!({ "maxCount": 1, "maxBytes": 10_000_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quota.status(), StatusCode::OK);
+    let flash = flash_sale();
+    // Four uploads pass the early check together; the insert's check lets one through.
+    let (a, b, c, d) = tokio::join!(
+        upload(&app, &who.acme, "race-a", "1.0.0", flash.clone()),
+        upload(&app, &who.acme, "race-b", "1.0.0", flash.clone()),
+        upload(&app, &who.acme, "race-c", "1.0.0", flash.clone()),
+        upload(&app, &who.acme, "race-d", "1.0.0", flash.clone()),
+    );
+    let mut statuses: Vec<u16> = [a, b, c, d].iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, [201, 422, 422, 422]);
+    assert_eq!(app.scalar("select count(*) from components").await, 1);
 }
 
 async fn tenants_see_their_own_and_the_platform_components(backend: Backend) {

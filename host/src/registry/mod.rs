@@ -25,7 +25,7 @@ use crate::{
     clock::rfc3339,
     http::error::ApiError,
     policy::{BindingUse, FaultKind, registry::BUILTINS, types::Hook},
-    store::{Store, is_unique_violation},
+    store::{Store, WritePool as _, is_unique_violation},
     text::FieldError,
     with_pool,
 };
@@ -233,6 +233,13 @@ pub struct Quota {
     pub used_bytes: i64,
     /// Whether an operator set it (`false`: the configured defaults).
     pub custom: bool,
+}
+
+impl Quota {
+    /// Whether one more component of `size` bytes fits.
+    pub fn has_room_for(&self, size: i64) -> bool {
+        self.used_count < self.max_count && self.used_bytes.saturating_add(size) <= self.max_bytes
+    }
 }
 
 /// Why a registry request failed. Validation refusals are 422s, each with its own code.
@@ -487,33 +494,95 @@ pub struct NewComponent<'a> {
     pub uploaded_by: &'a str,
 }
 
-/// Stores a validated component; `Ok(false)` when the owner has this name@version
-/// already (a concurrent upload won).
-pub async fn insert(store: &Store, new: &NewComponent<'_>, now: i64) -> Result<bool, sqlx::Error> {
+/// What [`insert`] did.
+#[derive(Debug)]
+pub enum Inserted {
+    /// Stored.
+    Stored,
+    /// The owner has this name@version already (a concurrent upload won).
+    Exists,
+    /// The tenant's quota has no room for it (another upload took the room meanwhile).
+    OverQuota(Quota),
+}
+
+/// Reads a tenant's quota and use on `$conn` (a pool or a transaction's connection).
+macro_rules! read_quota {
+    ($conn:expr, $tenant_id:expr, $defaults:expr) => {
+        async {
+            let custom: Option<(i64, i64)> = sqlx::query_as(
+                "select max_count, max_bytes from component_quotas where tenant_id = $1",
+            )
+            .bind($tenant_id)
+            .fetch_optional(&mut *$conn)
+            .await?;
+            let (used_count, used_bytes): (i64, i64) = sqlx::query_as(
+                "select count(*), cast(coalesce(sum(size_bytes), 0) as bigint) from components \
+                 where owner = $1",
+            )
+            .bind($tenant_id)
+            .fetch_one(&mut *$conn)
+            .await?;
+            let (max_count, max_bytes) = custom.unwrap_or($defaults);
+            Ok::<_, sqlx::Error>(Quota {
+                max_count,
+                max_bytes,
+                used_count,
+                used_bytes,
+                custom: custom.is_some(),
+            })
+        }
+    };
+}
+
+/// Stores a validated component. A tenant's upload is checked against its quota
+/// (`quota_defaults` unless an operator set one) in the same write transaction, with the
+/// tenant's row locked on PostgreSQL (SQLite's single writer already serializes), so two
+/// concurrent uploads cannot both take the last room.
+pub async fn insert(
+    store: &Store,
+    new: &NewComponent<'_>,
+    quota_defaults: (i64, i64),
+    now: i64,
+) -> Result<Inserted, sqlx::Error> {
     let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-    let result = with_pool!(store, pool => sqlx::query(
-        "insert into components (id, owner, name, version, sha256, bytes, size_bytes, world, \
-         wit_version, exports, imports, uploaded_by, created_at, updated_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(new.owner.as_db())
-    .bind(new.name)
-    .bind(new.version)
-    .bind(new.sha256)
-    .bind(new.bytes)
-    .bind(i64::try_from(new.bytes.len()).unwrap_or(i64::MAX))
-    .bind(new.validated.world)
-    .bind(new.validated.wit_version)
-    .bind(json(&new.validated.exports))
-    .bind(json(&new.validated.imports))
-    .bind(new.uploaded_by)
-    .bind(now)
-    .execute(pool)
-    .await
-    .map(|_| ()));
+    let size = i64::try_from(new.bytes.len()).unwrap_or(i64::MAX);
+    let result = with_pool!(store, pool => {
+        let mut tx = pool.begin_write().await?;
+        if let Owner::Tenant(tenant_id) = new.owner {
+            let lock = format!("select id from tenants where id = $1 {}", pool.for_update());
+            sqlx::query(&lock).bind(tenant_id).execute(&mut *tx).await?;
+            let quota = read_quota!(tx, tenant_id, quota_defaults).await?;
+            if !quota.has_room_for(size) {
+                return Ok(Inserted::OverQuota(quota));
+            }
+        }
+        let inserted = sqlx::query(
+            "insert into components (id, owner, name, version, sha256, bytes, size_bytes, world, \
+             wit_version, exports, imports, uploaded_by, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(new.owner.as_db())
+        .bind(new.name)
+        .bind(new.version)
+        .bind(new.sha256)
+        .bind(new.bytes)
+        .bind(size)
+        .bind(new.validated.world)
+        .bind(new.validated.wit_version)
+        .bind(json(&new.validated.exports))
+        .bind(json(&new.validated.imports))
+        .bind(new.uploaded_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => tx.commit().await,
+            Err(e) => Err(e),
+        }
+    });
     match result {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Inserted::Stored),
         Err(e)
             if is_unique_violation(
                 &e,
@@ -521,7 +590,7 @@ pub async fn insert(store: &Store, new: &NewComponent<'_>, now: i64) -> Result<b
                 "components.owner, components.name, components.version",
             ) =>
         {
-            Ok(false)
+            Ok(Inserted::Exists)
         }
         Err(e) => Err(e),
     }
@@ -544,27 +613,8 @@ pub async fn quota(
     defaults: (i64, i64),
 ) -> Result<Quota, sqlx::Error> {
     with_pool!(store, pool => {
-        let custom: Option<(i64, i64)> = sqlx::query_as(
-            "select max_count, max_bytes from component_quotas where tenant_id = $1",
-        )
-        .bind(tenant_id)
-        .fetch_optional(pool)
-        .await?;
-        let (used_count, used_bytes): (i64, i64) = sqlx::query_as(
-            "select count(*), cast(coalesce(sum(size_bytes), 0) as bigint) from components \
-             where owner = $1",
-        )
-        .bind(tenant_id)
-        .fetch_one(pool)
-        .await?;
-        let (max_count, max_bytes) = custom.unwrap_or(defaults);
-        Ok(Quota {
-            max_count,
-            max_bytes,
-            used_count,
-            used_bytes,
-            custom: custom.is_some(),
-        })
+        let mut conn = pool.acquire().await?;
+        read_quota!(conn, tenant_id, defaults).await
     })
 }
 

@@ -263,9 +263,8 @@ async fn upload(
     }
     if let Owner::Tenant(tenant_id) = &owner {
         let quota = super::quota(&state.store, tenant_id, quota_defaults(&state)).await?;
-        if quota.used_count + 1 > quota.max_count
-            || quota.used_bytes + bytes.len() as i64 > quota.max_bytes
-        {
+        // Refused here before anything is compiled; `insert` checks again atomically.
+        if !quota.has_room_for(bytes.len() as i64) {
             return Err(RegistryError::QuotaExceeded(quota).into());
         }
     }
@@ -293,11 +292,20 @@ async fn upload(
         validated: &validated,
         uploaded_by: &actor.user_id,
     };
-    let stored = super::insert(&state.store, &new, state.clock.now_ms()).await?;
+    let inserted = super::insert(
+        &state.store,
+        &new,
+        quota_defaults(&state),
+        state.clock.now_ms(),
+    )
+    .await?;
+    if let super::Inserted::OverQuota(quota) = inserted {
+        return Err(RegistryError::QuotaExceeded(quota).into());
+    }
     let row = find_own()
         .await?
         .ok_or_else(|| RegistryError::Internal(format!("{id} vanished after its insert")))?;
-    if !stored {
+    if let super::Inserted::Exists = inserted {
         // A concurrent upload of the same name@version won the insert.
         return existing(row);
     }
