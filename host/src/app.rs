@@ -65,6 +65,7 @@ impl App {
             &WorkerContext::from(&self.state),
             self.state.config.workers,
         );
+        let hangups = reload_on_hangup(self.state.policy.clone());
         let router = crate::http::router(self.state);
         tracing::info!(
             port = self.port,
@@ -78,6 +79,9 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await
         .context("server error")?;
+        if let Some(hangups) = hangups {
+            hangups.abort();
+        }
         tracing::info!("in-flight requests finished; stopping workers");
         let _ = stop_workers.send(true);
         for worker in workers {
@@ -86,6 +90,37 @@ impl App {
         tracing::info!("closing the database");
         store.close().await;
         Ok(())
+    }
+}
+
+/// Re-reads the TOML bindings on every SIGHUP (the database bindings stay above them); a
+/// manifest that does not load is logged and the active bindings stay.
+fn reload_on_hangup(
+    policy: Arc<crate::policy::PolicyRuntime>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup()).ok()?;
+        Some(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                let policy = policy.clone();
+                match tokio::task::spawn_blocking(move || policy.reload()).await {
+                    Ok(Ok(generation)) => {
+                        tracing::info!(generation, "SIGHUP: TOML bindings re-read")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "SIGHUP: TOML bindings not reloaded; the active ones stay")
+                    }
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+                }
+            }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = policy;
+        None
     }
 }
 

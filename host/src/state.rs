@@ -133,6 +133,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .context("cannot load the policy bindings")?;
     let store = Store::connect(&config.store).await?;
     store.migrate().await?;
+    let policy = Arc::new(policy);
+    // Bindings made over the admin API take precedence over the TOML files.
+    crate::registry::bindings::refresh(&store, &policy)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the database bindings: {e}"))?;
     let redis = match config.redis_url.trim() {
         "" => None,
         url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
@@ -152,7 +157,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         auth: AuthState::from_config(&config),
         config: Arc::new(config),
         clock,
-        policy: Arc::new(policy),
+        policy,
         redis,
         allowed_origins,
         ready: Arc::new(AtomicBool::new(false)),

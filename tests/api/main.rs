@@ -5,6 +5,7 @@
 mod helpers;
 
 mod auth;
+mod bindings;
 mod catalog;
 mod cli;
 mod durability;

@@ -219,6 +219,9 @@ pub struct ComponentUsed {
     pub component: String,
     /// sha256 of the component.
     pub sha256: String,
+    /// The tenant's binding revision, when a database binding served the hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
     /// Whether the built-in answered after the bound component failed.
     pub fell_back: bool,
 }

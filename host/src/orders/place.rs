@@ -367,6 +367,7 @@ fn components_used(evaluation: &Evaluation) -> Vec<ComponentUsed> {
             hook: h.hook.as_str().to_owned(),
             component: h.component.clone(),
             sha256: h.sha256.clone(),
+            revision: h.revision,
             fell_back: h.fell_back,
         })
         .collect()

@@ -24,4 +24,7 @@ pub mod types;
 
 pub use engine::{FaultKind, Limits, PolicyFault};
 pub use routes::{router, unavailable};
-pub use runtime::{BindingUse, EvalMode, Evaluation, PolicyRuntime};
+pub use runtime::{
+    Binding, BindingLayer, BindingUse, DatabaseBindings, EvalMode, Evaluation, HookMap,
+    PolicyRuntime,
+};

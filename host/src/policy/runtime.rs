@@ -38,29 +38,77 @@ pub struct Binding {
     pub limits: Limits,
     /// What a failure does.
     pub on_error: OnError,
-    /// Where it was declared (`built-in`, a file path, …).
+    /// Where it was declared (`built-in`, a file path, `database`).
     pub source: String,
+    /// The tenant's binding revision, for a database binding.
+    pub revision: Option<i64>,
 }
 
-type HookMap = BTreeMap<Hook, Arc<Binding>>;
+/// Which layer an effective binding comes from, highest precedence first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum BindingLayer {
+    /// Bound over the admin API (`registry::bindings`).
+    Database,
+    /// `policies/tenants/<tenant>.toml`.
+    TenantToml,
+    /// `policies/default.toml`.
+    DefaultToml,
+    /// The built-in component for the hook.
+    BuiltIn,
+}
 
-/// An immutable set of bindings: the default ones and each tenant's overrides.
-#[derive(Debug)]
+/// The bindings bound over the admin API, by tenant slug then hook, and the database's
+/// `bindings_revision` they were read at.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseBindings {
+    /// The revision of the whole table set (increases with every change).
+    pub revision: i64,
+    /// Bindings by tenant slug.
+    pub tenants: HashMap<String, HookMap>,
+}
+
+/// Bindings by hook.
+pub type HookMap = BTreeMap<Hook, Arc<Binding>>;
+
+/// An immutable set of bindings: the database's per tenant, over each tenant's TOML
+/// file, over `default.toml`, over the built-ins.
+#[derive(Debug, Clone)]
 pub struct PolicySet {
     /// Increases with every published set.
     pub generation: u64,
     default: HookMap,
     tenants: HashMap<String, HookMap>,
+    database: Arc<DatabaseBindings>,
     builtin: HookMap,
 }
 
 impl PolicySet {
-    /// The binding serving `hook` for `tenant`: the tenant's own, else the default.
+    /// The binding serving `hook` for `tenant`: the database's, else the tenant's TOML
+    /// file's, else the default.
     pub fn binding(&self, tenant: &str, hook: Hook) -> &Arc<Binding> {
-        self.tenants
-            .get(tenant)
-            .and_then(|m| m.get(&hook))
-            .unwrap_or_else(|| &self.default[&hook])
+        self.effective(tenant, hook).1
+    }
+
+    /// The binding serving `hook` for `tenant` and the layer it comes from.
+    pub fn effective(&self, tenant: &str, hook: Hook) -> (BindingLayer, &Arc<Binding>) {
+        if let Some(b) = self.database.tenants.get(tenant).and_then(|m| m.get(&hook)) {
+            return (BindingLayer::Database, b);
+        }
+        if let Some(b) = self.tenants.get(tenant).and_then(|m| m.get(&hook)) {
+            return (BindingLayer::TenantToml, b);
+        }
+        let b = &self.default[&hook];
+        if Arc::ptr_eq(b, &self.builtin[&hook]) {
+            (BindingLayer::BuiltIn, b)
+        } else {
+            (BindingLayer::DefaultToml, b)
+        }
+    }
+
+    /// The database's `bindings_revision` this set includes.
+    pub fn database_revision(&self) -> i64 {
+        self.database.revision
     }
 
     /// The built-in binding of `hook` (what `on-error = "fallback"` runs).
@@ -85,6 +133,7 @@ impl PolicySet {
         let mut tenants: Vec<BindingUse> = self
             .tenants
             .iter()
+            .chain(self.database.tenants.iter())
             .flat_map(|(tenant, hooks)| {
                 hooks
                     .iter()
@@ -157,6 +206,9 @@ pub struct HookReport {
     pub component: String,
     /// Its sha256.
     pub sha256: String,
+    /// The tenant's binding revision, when a database binding produced the result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
     /// Fuel used by the call that produced the result.
     pub fuel_used: u64,
     /// Wall time of instantiation + call, microseconds (both calls when it fell back).
@@ -195,6 +247,12 @@ pub struct PolicyRuntime {
     dir: PathBuf,
     current: ArcSwap<PolicySet>,
     generation: AtomicU64,
+    // Publishing reads the current set and stores a successor: one publisher at a time,
+    // so a TOML reload and a database refresh cannot drop each other's layer.
+    publish: std::sync::Mutex<()>,
+    // Uploaded components compiled and pre-linked for a binding, by sha256 and
+    // name@version: swapping back to one is a map lookup, not a database read.
+    uploaded: std::sync::Mutex<HashMap<(String, String), Arc<CompiledComponent>>>,
 }
 
 impl std::fmt::Debug for PolicyRuntime {
@@ -219,6 +277,8 @@ impl PolicyRuntime {
             dir: dir.to_owned(),
             current: ArcSwap::from_pointee(set),
             generation: AtomicU64::new(1),
+            publish: std::sync::Mutex::new(()),
+            uploaded: std::sync::Mutex::default(),
         })
     }
 
@@ -252,18 +312,78 @@ impl PolicyRuntime {
             limits: Limits::default(),
             on_error: OnError::Reject,
             source: "smoke call".into(),
+            revision: None,
         };
-        self.call_checked(&binding, ctx, hook)
+        self.try_binding(&binding, hook, ctx)
+    }
+
+    /// Runs `hook` of `binding` (its component, config and limits) once on `ctx` with the
+    /// host's output checks: the smoke call of a binding before it is published
+    /// (synchronous: call from a blocking thread).
+    pub fn try_binding(
+        &self,
+        binding: &Binding,
+        hook: Hook,
+        ctx: &OrderContext,
+    ) -> Result<HookOutput, PolicyFault> {
+        self.call_checked(binding, ctx, hook)
             .map(|(output, _, _)| output)
     }
 
-    /// Re-reads the manifests and publishes them; on any error the active set stays.
+    /// An uploaded component compiled earlier for a binding.
+    pub fn compiled_upload(&self, sha256: &str, id: &str) -> Option<Arc<CompiledComponent>> {
+        self.uploaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(sha256.to_owned(), id.to_owned()))
+            .cloned()
+    }
+
+    /// Compiles (the engine caches by sha256) and pre-links an uploaded component for a
+    /// binding, and keeps it for the next swap (synchronous: call from a blocking thread).
+    pub fn compile_upload(
+        &self,
+        name: &str,
+        version: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<CompiledComponent>, super::engine::LoadError> {
+        let compiled = Arc::new(self.engine.load(name, version, bytes)?);
+        self.uploaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((compiled.sha256.clone(), compiled.id()), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Re-reads the manifests and publishes them over the current database bindings; on
+    /// any error the active set stays.
     pub fn reload(&self) -> Result<u64, PolicyLoadError> {
+        let _publishing = self.publish.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let set = build_set(&self.registry, &self.dir, generation)?;
+        let mut set = build_set(&self.registry, &self.dir, generation)?;
+        set.database = self.current.load().database.clone();
         self.current.store(Arc::new(set));
         tracing::info!(generation, "policy bindings published");
         Ok(generation)
+    }
+
+    /// Publishes `database` as the database layer when it is newer than the active set's
+    /// (a refresh that read the database before another one published loses, so the
+    /// newest revision stays). Returns the generation now active.
+    pub fn publish_database(&self, database: DatabaseBindings) -> u64 {
+        let _publishing = self.publish.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.load_full();
+        if database.revision <= current.database.revision {
+            return current.generation;
+        }
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let revision = database.revision;
+        let mut set = PolicySet::clone(&current);
+        set.generation = generation;
+        set.database = Arc::new(database);
+        self.current.store(Arc::new(set));
+        tracing::info!(generation, revision, "database bindings published");
+        generation
     }
 
     /// Runs `ctx` through `set` (synchronously: call from a blocking thread).
@@ -433,6 +553,7 @@ fn report(
         hook,
         component: binding.component.id(),
         sha256: binding.component.sha256.clone(),
+        revision: binding.revision,
         fuel_used,
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         peak_memory_bytes,
@@ -481,6 +602,7 @@ fn builtin_binding(
         limits: Limits::default(),
         on_error: OnError::Reject,
         source: "built-in".into(),
+        revision: None,
     }))
 }
 
@@ -523,6 +645,7 @@ fn resolve(
                 limits: spec.limits,
                 on_error: spec.on_error,
                 source: spec.source,
+                revision: None,
             }),
         );
     }
@@ -593,6 +716,7 @@ fn build_set(
         generation,
         default,
         tenants,
+        database: Arc::default(),
         builtin,
     })
 }

@@ -12,8 +12,10 @@
 //! Not to be confused with `policy::registry`, the in-process table of *compiled*
 //! components (built-ins and `policies/components/*.wasm`) the runtime binds from today.
 //! "Which tenants bind it" is read from the runtime's active bindings
-//! ([`crate::policy::runtime::PolicySet::uses`]); database bindings will add theirs there.
+//! ([`crate::policy::runtime::PolicySet::uses`]), database bindings ([`bindings`])
+//! included.
 
+pub mod bindings;
 mod routes;
 pub mod validate;
 
