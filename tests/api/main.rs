@@ -13,6 +13,7 @@ mod hardening;
 mod health_docs;
 mod http_edge;
 mod orders;
+mod r#override;
 mod policy;
 mod queue;
 mod registry;

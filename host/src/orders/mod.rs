@@ -224,6 +224,10 @@ pub struct ComponentUsed {
     pub revision: Option<i64>,
     /// Whether the built-in answered after the bound component failed.
     pub fell_back: bool,
+    /// Whether an operator's `X-Policy-Override` chose the component (quotes only: a
+    /// real order never runs on an override).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overridden: bool,
 }
 
 /// An order as shown.

@@ -26,9 +26,10 @@ use crate::{
     },
     idempotency::{self, Begun, HeldKey},
     policy::{
-        EvalMode, Evaluation,
+        EvalMode, Evaluation, Override,
         types::{Customer, OrderContext, OrderLine, Quote, Violation},
     },
+    registry::bindings::{OVERRIDE_HEADER, override_forbidden, read_overrides},
     state::AppState,
 };
 
@@ -238,6 +239,7 @@ async fn decide(
     state: &AppState,
     actor: &AuthUser,
     order: &ParsedOrder,
+    overrides: &[Override],
 ) -> Result<Decision, ApiError> {
     let (customer, resolved) = state
         .order_reader
@@ -311,7 +313,7 @@ async fn decide(
     };
     let evaluation = state
         .policy
-        .evaluate_current(ctx.clone(), EvalMode::Order)
+        .evaluate_with_overrides(ctx.clone(), EvalMode::Order, overrides)
         .await
         .map_err(|fault| crate::policy::unavailable(&fault))?;
     if !evaluation.violations.is_empty() {
@@ -369,6 +371,7 @@ fn components_used(evaluation: &Evaluation) -> Vec<ComponentUsed> {
             sha256: h.sha256.clone(),
             revision: h.revision,
             fell_back: h.fell_back,
+            overridden: h.overridden,
         })
         .collect()
 }
@@ -453,6 +456,13 @@ async fn place(
     headers: HeaderMap,
     request: PlaceOrderRequest,
 ) -> Result<Response, ApiError> {
+    // A real order never runs on a candidate: refusing the header (rather than ignoring
+    // it) keeps an operator from believing an order was priced by the override.
+    if headers.contains_key(OVERRIDE_HEADER) {
+        return Err(override_forbidden(
+            "X-Policy-Override is honoured on POST /order/quote and POST /admin/policy/evaluate only, never on a real order",
+        ));
+    }
     // The key is bound to the request as parsed, so formatting differences between two
     // sends of the same order do not count as a different body.
     // Only requests that carry a key pay for it.
@@ -470,7 +480,7 @@ async fn place(
             Begun::Proceed(held) => Some(held),
         },
     };
-    let result = match decide(&state, &actor, &parsed).await {
+    let result = match decide(&state, &actor, &parsed, &[]).await {
         Ok(decision) => insert_order(&state, &actor, &decision, key.as_ref()).await,
         Err(e) => Err(e),
     };
@@ -534,15 +544,23 @@ pub struct QuoteResponse {
 }
 
 /// Preview the price of an order (same parsing and hooks as `POST /order`, no write).
+/// An operator may send `X-Policy-Override: hook=name@version[?config], …` to run a
+/// candidate component instead of the binding for this one request.
 #[utoipa::path(post, path = "/order/quote", tag = "orders", request_body = PlaceOrderRequest,
-    responses((status = 200, body = QuoteResponse), (status = 422, body = ErrorEnvelope)))]
+    params(("X-Policy-Override" = Option<String>, Header, description = "operators only: hook=name@version[?key=value&…], comma-separated")),
+    responses((status = 200, body = QuoteResponse),
+              (status = 400, description = "OVERRIDE_INVALID", body = ErrorEnvelope),
+              (status = 403, description = "OVERRIDE_FORBIDDEN", body = ErrorEnvelope),
+              (status = 422, description = "rejected; COMPONENT_NOT_FOUND, HOOK_NOT_EXPORTED, CONFIG_INVALID", body = ErrorEnvelope)))]
 async fn quote_order(
     State(state): State<AppState>,
     actor: AuthUser,
+    headers: HeaderMap,
     Json(body): Json<PlaceOrderRequest>,
 ) -> Result<Json<QuoteResponse>, ApiError> {
+    let overrides = read_overrides(&state, &actor, &actor.tenant_id, &headers).await?;
     let parsed = parse(body)?;
-    let decision = decide(&state, &actor, &parsed).await?;
+    let decision = decide(&state, &actor, &parsed, &overrides).await?;
     Ok(Json(QuoteResponse {
         components: components_used(&decision.evaluation),
         quote: decision.quote,

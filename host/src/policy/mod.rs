@@ -25,6 +25,6 @@ pub mod types;
 pub use engine::{FaultKind, Limits, PolicyFault};
 pub use routes::{router, unavailable};
 pub use runtime::{
-    Binding, BindingLayer, BindingUse, DatabaseBindings, EvalMode, Evaluation, HookMap,
+    Binding, BindingLayer, BindingUse, DatabaseBindings, EvalMode, Evaluation, HookMap, Override,
     PolicyRuntime,
 };

@@ -2,7 +2,10 @@
 //! context and see the violations, the quote, the priority, and per hook the component,
 //! fuel and latency — the tool a tenant uses to try its rules.
 
-use axum::{extract::State, http::StatusCode};
+use axum::{
+    extract::State,
+    http::{HeaderMap, StatusCode},
+};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -17,6 +20,7 @@ use crate::{
         error::{ApiError, ErrorEnvelope},
         extract::Json,
     },
+    registry::bindings::read_overrides,
     state::AppState,
     tenants,
 };
@@ -59,16 +63,21 @@ pub fn unavailable(fault: &PolicyFault) -> ApiError {
 
 /// Run a tenant's bindings on an order context (operator, or admin for its own tenant).
 #[utoipa::path(post, path = "/admin/policy/evaluate", tag = "policy", request_body = EvaluateRequest,
+    params(("X-Policy-Override" = Option<String>, Header, description = "operators only: hook=name@version[?key=value&…], comma-separated")),
     responses((status = 200, body = Evaluation),
-              (status = 403, body = ErrorEnvelope),
+              (status = 400, description = "OVERRIDE_INVALID", body = ErrorEnvelope),
+              (status = 403, description = "FORBIDDEN, OVERRIDE_FORBIDDEN", body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope),
+              (status = 422, description = "COMPONENT_NOT_FOUND, HOOK_NOT_EXPORTED, CONFIG_INVALID", body = ErrorEnvelope),
               (status = 503, description = "a hook failed and its binding rejects", body = ErrorEnvelope)))]
 async fn evaluate(
     State(state): State<AppState>,
     actor: AuthUser,
+    headers: HeaderMap,
     Json(body): Json<EvaluateRequest>,
 ) -> Result<Json<Evaluation>, ApiError> {
     let scope = tenants::admin_scope(&state.store, &actor, body.tenant.as_deref()).await?;
+    let overrides = read_overrides(&state, &actor, &scope.tenant_id, &headers).await?;
     let tenant = tenants::find_by_id(&state.store, &scope.tenant_id)
         .await?
         .ok_or_else(|| ApiError::unauthenticated("the caller's tenant no longer exists"))?
@@ -85,7 +94,7 @@ async fn evaluate(
     };
     let evaluation = state
         .policy
-        .evaluate_current(ctx, EvalMode::All)
+        .evaluate_with_overrides(ctx, EvalMode::All, &overrides)
         .await
         .map_err(|fault| unavailable(&fault))?;
     Ok(Json(evaluation))

@@ -106,6 +106,35 @@ impl PolicySet {
         }
     }
 
+    /// This set with `overrides` serving their hooks for `tenant` only: the one-off set of
+    /// an operator's `X-Policy-Override` request. Each override keeps the current
+    /// binding's limits and `on_error`, and its config unless it brings its own. The
+    /// result is never published; the set it came from is untouched.
+    pub fn with_overrides(&self, tenant: &str, overrides: &[Override]) -> PolicySet {
+        let mut set = self.clone();
+        let mut database = DatabaseBindings::clone(&self.database);
+        let hooks = database.tenants.entry(tenant.to_owned()).or_default();
+        for o in overrides {
+            let current = self.binding(tenant, o.hook);
+            hooks.insert(
+                o.hook,
+                Arc::new(Binding {
+                    component: o.component.clone(),
+                    config: o
+                        .config
+                        .clone()
+                        .map_or_else(|| current.config.clone(), Arc::new),
+                    limits: current.limits,
+                    on_error: current.on_error,
+                    source: OVERRIDE_SOURCE.into(),
+                    revision: None,
+                }),
+            );
+        }
+        set.database = Arc::new(database);
+        set
+    }
+
     /// The database's `bindings_revision` this set includes.
     pub fn database_revision(&self) -> i64 {
         self.database.revision
@@ -149,6 +178,20 @@ impl PolicySet {
         uses.extend(tenants);
         uses
     }
+}
+
+/// The `source` of a binding put in place by a per-request override.
+pub const OVERRIDE_SOURCE: &str = "override";
+
+/// One hook served, for one request, by another component than its binding's.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The hook.
+    pub hook: Hook,
+    /// The component (already checked to export the hook).
+    pub component: Arc<CompiledComponent>,
+    /// Its config; `None` keeps the current binding's.
+    pub config: Option<BTreeMap<String, String>>,
 }
 
 /// One binding of a component: which tenant, which hook, declared where.
@@ -217,6 +260,9 @@ pub struct HookReport {
     pub peak_memory_bytes: u64,
     /// Whether the bound component failed and the built-in answered.
     pub fell_back: bool,
+    /// Whether an operator's `X-Policy-Override` replaced the binding for this request.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub overridden: bool,
     /// The bound component's failure, when it fell back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultReport>,
@@ -425,8 +471,22 @@ impl PolicyRuntime {
         ctx: OrderContext,
         mode: EvalMode,
     ) -> Result<Evaluation, PolicyFault> {
+        self.evaluate_with_overrides(ctx, mode, &[]).await
+    }
+
+    /// Like [`Self::evaluate_current`], with `overrides` replacing their hooks' bindings
+    /// in a one-off copy of the current snapshot (nothing is published).
+    pub async fn evaluate_with_overrides(
+        self: &Arc<Self>,
+        ctx: OrderContext,
+        mode: EvalMode,
+        overrides: &[Override],
+    ) -> Result<Evaluation, PolicyFault> {
         let runtime = self.clone();
-        let set = self.snapshot();
+        let set = match overrides {
+            [] => self.snapshot(),
+            overrides => Arc::new(self.snapshot().with_overrides(&ctx.tenant, overrides)),
+        };
         let tenant = ctx.tenant.clone();
         // The blocking thread works for this request: its log lines carry the request's
         // span (request id, tenant, user).
@@ -452,6 +512,7 @@ impl PolicyRuntime {
         hook: Hook,
     ) -> Result<(HookOutput, HookReport), PolicyFault> {
         let binding = set.binding(&ctx.tenant, hook);
+        let overridden = binding.source == OVERRIDE_SOURCE;
         let started = Instant::now();
         match self.call_checked(binding, ctx, hook) {
             Ok((output, fuel_used, peak)) => {
@@ -463,10 +524,9 @@ impl PolicyRuntime {
                     micros = started.elapsed().as_micros() as u64,
                     "hook evaluated"
                 );
-                Ok((
-                    output,
-                    report(hook, binding, fuel_used, peak, started, None),
-                ))
+                let mut report = report(hook, binding, fuel_used, peak, started, None);
+                report.overridden = overridden;
+                Ok((output, report))
             }
             Err(fault) if binding.on_error == OnError::Fallback => {
                 tracing::warn!(%fault, "policy call failed; falling back to the built-in");
@@ -476,10 +536,9 @@ impl PolicyRuntime {
                     kind: fault.kind,
                     detail: fault.detail,
                 };
-                Ok((
-                    output,
-                    report(hook, builtin, fuel_used, peak, started, Some(fault)),
-                ))
+                let mut report = report(hook, builtin, fuel_used, peak, started, Some(fault));
+                report.overridden = overridden;
+                Ok((output, report))
             }
             Err(fault) => {
                 tracing::warn!(%fault, "policy call failed; the binding rejects");
@@ -558,6 +617,7 @@ fn report(
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         peak_memory_bytes,
         fell_back: fault.is_some(),
+        overridden: false,
         fault,
     }
 }

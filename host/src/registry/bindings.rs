@@ -34,7 +34,7 @@ use crate::{
         pagination::{Page, PageQuery},
     },
     policy::{
-        Binding, BindingLayer, DatabaseBindings, HookMap, Limits, PolicyRuntime,
+        Binding, BindingLayer, DatabaseBindings, HookMap, Limits, Override, PolicyRuntime,
         engine::{CompiledComponent, MAX_FUEL, MAX_MEMORY_BYTES, MAX_TIMEOUT_MS},
         manifest::{OnError, check_limits},
         registry::BUILTIN_VERSION,
@@ -653,6 +653,116 @@ async fn check(
         }
         Ok(_) => Ok(()),
     }
+}
+
+/// The header of a per-request override.
+pub const OVERRIDE_HEADER: &str = "x-policy-override";
+
+/// 403 `OVERRIDE_FORBIDDEN`.
+pub fn override_forbidden(why: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "OVERRIDE_FORBIDDEN", why.to_owned())
+        .with_details(serde_json::json!({ "header": "X-Policy-Override" }))
+}
+
+fn override_invalid(problem: impl Into<String>) -> ApiError {
+    let problem = problem.into();
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "OVERRIDE_INVALID",
+        format!("X-Policy-Override: {problem}"),
+    )
+    .with_details(serde_json::json!({
+        "header": "X-Policy-Override",
+        "problem": problem,
+        "expected": "hook=name@version[?key=value&…], comma-separated; hooks: validation, pricing, prioritization",
+    }))
+}
+
+/// Reads `X-Policy-Override: hook=name@version[?config], …` for a request evaluated for
+/// `tenant_id`: none → empty; sent by anyone but an operator → 403
+/// `OVERRIDE_FORBIDDEN`; each component is resolved like a binding's (`name@version` or a
+/// range among the tenant's, the platform's and the built-ins), compiled through the same
+/// sha256 cache and checked to export its hook. A `?key=value&…` suffix (URL-encoded)
+/// is the override's config; without it the current binding's config is kept.
+pub async fn read_overrides(
+    state: &AppState,
+    actor: &AuthUser,
+    tenant_id: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<Vec<Override>, ApiError> {
+    let values: Vec<_> = headers.get_all(OVERRIDE_HEADER).iter().collect();
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    if actor.role(&state.store).await? != crate::auth::Role::Operator {
+        return Err(override_forbidden(
+            "only operators may override a binding for one request",
+        ));
+    }
+    let mut text = String::new();
+    for value in values {
+        let value = value
+            .to_str()
+            .map_err(|_| override_invalid("not visible ASCII"))?;
+        if !text.is_empty() {
+            text.push(',');
+        }
+        text.push_str(value);
+    }
+    let mut overrides: Vec<Override> = Vec::new();
+    for pair in text.split(',').map(str::trim) {
+        let (hook, spec) = pair
+            .split_once('=')
+            .ok_or_else(|| override_invalid(format!("{pair:?} is not hook=name@version")))?;
+        let hook = parse_hook(hook.trim())
+            .map_err(|_| override_invalid(format!("no hook {:?}", hook.trim())))?;
+        if overrides.iter().any(|o| o.hook == hook) {
+            return Err(override_invalid(format!("{hook} is overridden twice")));
+        }
+        let (spec, query) = match spec.split_once('?') {
+            Some((spec, query)) => (spec.trim(), Some(query)),
+            None => (spec.trim(), None),
+        };
+        if !spec.contains('@') {
+            return Err(override_invalid(format!("{spec:?} is not name@version")));
+        }
+        let config = query
+            .map(|q| {
+                let raw: serde_json::Map<String, serde_json::Value> =
+                    url::form_urlencoded::parse(q.as_bytes())
+                        .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                        .collect();
+                parse_config(raw)
+            })
+            .transpose()?;
+        let chosen = choose(&state.store, tenant_id, spec).await?;
+        let component = compiled(
+            &state.store,
+            &state.policy,
+            &chosen.name,
+            &chosen.version,
+            &chosen.sha256,
+        )
+        .await?;
+        if !component.serves(hook) {
+            return Err(BindingError::HookNotExported {
+                component: component.id(),
+                export: hook.export(),
+                serves: component.hooks(),
+            }
+            .into());
+        }
+        overrides.push(Override {
+            hook,
+            component,
+            config,
+        });
+    }
+    tracing::info!(
+        overrides = ?overrides.iter().map(|o| format!("{}={}", o.hook, o.component.id())).collect::<Vec<_>>(),
+        "per-request policy override"
+    );
+    Ok(overrides)
 }
 
 /// A change about to be stored.
