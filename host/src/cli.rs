@@ -1,6 +1,9 @@
 //! The command line: `serve`, `worker`, `migrate`, `user create`, `tenant create`,
-//! `catalog import`, `backup`, `restore`. Every option has an environment variable and a
-//! default, so `orderhost serve` needs nothing.
+//! `catalog import`, `backup`, `restore`, and the operator plane against a running server
+//! (`component`, `bind`, `rollback`, `bindings`; in [`ops`]). Every option of the local
+//! commands has an environment variable and a default, so `orderhost serve` needs nothing.
+
+pub mod ops;
 
 use std::{io::BufRead as _, process::ExitCode};
 
@@ -52,6 +55,16 @@ pub enum Command {
     /// Replace the embedded SQLite database by a backup, after checking it; stop every
     /// orderhost using the database first.
     Restore(RestoreArgs),
+    /// Manage components in the registry of a running server (`--url`, `--token`).
+    #[command(subcommand)]
+    Component(ops::ComponentCommand),
+    /// Bind a component to one hook of a tenant on a running server.
+    Bind(ops::BindArgs),
+    /// Roll a tenant's hook back to its previous (or a given) binding revision.
+    Rollback(ops::RollbackArgs),
+    /// Show a tenant's effective bindings or their history on a running server.
+    #[command(subcommand)]
+    Bindings(ops::BindingsCommand),
 }
 
 /// Arguments of `backup`.
@@ -152,6 +165,14 @@ pub async fn run() -> ExitCode {
 /// Parses the command line and runs it.
 pub async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The operator-plane commands are HTTP clients: no logging set-up, no database.
+    let cli = match cli.command {
+        Command::Component(command) => return Ok(ops::component(command).await?),
+        Command::Bind(args) => return Ok(ops::bind(args).await?),
+        Command::Rollback(args) => return Ok(ops::rollback(args).await?),
+        Command::Bindings(command) => return Ok(ops::bindings(command).await?),
+        command => Cli { command, ..cli },
+    };
     let _guards = crate::observability::init(&cli.log)?;
     match cli.command {
         Command::Serve(config) => {
@@ -206,6 +227,9 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Create(args)) => create_user(args).await,
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog::import::run(args).await,
+        Command::Component(_) | Command::Bind(_) | Command::Rollback(_) | Command::Bindings(_) => {
+            unreachable!("handled before logging is set up")
+        }
         Command::Tenant(TenantCommand::Create(args)) => {
             let store = Store::connect(&args.store).await?;
             store.migrate().await?;

@@ -12,6 +12,7 @@ mod durability;
 mod hardening;
 mod health_docs;
 mod http_edge;
+mod ops_cli;
 mod orders;
 mod r#override;
 mod policy;
