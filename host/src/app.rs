@@ -66,6 +66,8 @@ impl App {
             self.state.config.workers,
         );
         let hangups = reload_on_hangup(self.state.policy.clone());
+        // Dropped (and so stopped) when serving ends, or when this future is dropped.
+        let _fanout = crate::registry::fanout::spawn(&self.state);
         let router = crate::http::router(self.state);
         tracing::info!(
             port = self.port,

@@ -149,6 +149,22 @@ pub struct Config {
     /// Redis for queues and fan-out (`redis://127.0.0.1:6379`); empty = not used.
     #[arg(long, env = "REDIS_URL", default_value = "")]
     pub redis_url: String,
+    /// Prefix of every Redis key and channel this deployment uses (the bindings channel
+    /// `<prefix>:bindings`, the heartbeats `<prefix>:replicas:<id>`): replicas that share
+    /// it hear each other; two deployments on one Redis keep apart with distinct ones.
+    #[arg(long, env = "ORDERHOST_REDIS_PREFIX", default_value = "orderhost")]
+    pub redis_prefix: String,
+    /// How often each replica compares the database's bindings revision with its own and
+    /// writes its heartbeat, in ms: the backstop when a Redis message is lost or the
+    /// subscriber is disconnected (and the only path between PostgreSQL replicas without
+    /// Redis). Heartbeats expire after three intervals.
+    #[arg(
+        long,
+        env = "ORDERHOST_BINDINGS_CHECK_MS",
+        default_value_t = 2_000,
+        value_parser = clap::value_parser!(u64).range(50..)
+    )]
+    pub bindings_check_ms: u64,
     /// Folder of the policy bindings: `default.toml`, `tenants/<slug>.toml` and
     /// `components/<name>@<version>.wasm`. A missing folder means the built-ins.
     #[arg(long, env = "ORDERHOST_POLICIES_DIR", default_value = "policies")]
@@ -232,6 +248,8 @@ impl Default for Config {
             environment: Environment::Development,
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             redis_url: String::new(),
+            redis_prefix: "orderhost".to_owned(),
+            bindings_check_ms: 2_000,
             policies_dir: "policies".into(),
             jwt_secret: String::new(),
             access_token_ttl_secs: 900,

@@ -56,6 +56,8 @@ pub struct Shared {
     pub order_events: Arc<Notify>,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
+    /// This replica's id, heartbeat and bindings announcements.
+    pub fanout: Arc<crate::registry::fanout::Fanout>,
     /// Origins allowed for CORS and cookie-authenticated writes besides our own.
     pub allowed_origins: Arc<[String]>,
     /// Set once migrations ran.
@@ -147,6 +149,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         .map(|o| o.trim_end_matches('/').to_owned())
         .collect();
     let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue));
+    let fanout = Arc::new(crate::registry::fanout::Fanout::new(
+        &config,
+        redis.clone(),
+        clock.now_ms(),
+    ));
     let state = AppState(Arc::new(Shared {
         queue,
         work: Arc::new(Notify::new()),
@@ -159,6 +166,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
         clock,
         policy,
         redis,
+        fanout,
         allowed_origins,
         ready: Arc::new(AtomicBool::new(false)),
     }));

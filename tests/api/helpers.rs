@@ -175,11 +175,27 @@ pub async fn spawn_app_with(backend: Backend, customize: impl FnOnce(&mut Config
             Backend::Sqlite => String::new(),
             Backend::Postgres => redis_url(),
         },
+        // Keys and channels of their own: concurrent tests never hear each other.
+        redis_prefix: format!("orderhost-test-{}", uuid::Uuid::new_v4().simple()),
         // An empty policies folder: the built-ins, whatever the working directory holds.
         policies_dir: dir.path().join("policies"),
         ..Config::default()
     };
     customize(&mut config);
+    start(config, pg, dir).await
+}
+
+/// Starts another replica of `first`: same database, same Redis and key prefix (after
+/// `customize`), its own process state, port and policies folder.
+pub async fn spawn_second_app(first: &TestApp, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::clone(&first.state.config);
+    let dir = tempfile::tempdir().expect("temp dir");
+    config.policies_dir = dir.path().join("policies");
+    customize(&mut config);
+    start(config, None, dir).await
+}
+
+async fn start(config: Config, pg: Option<PgDatabase>, dir: tempfile::TempDir) -> TestApp {
     let clock = ManualClock::new();
     let app = App::build_with_clock(config, Arc::new(clock.clone()))
         .await

@@ -18,4 +18,5 @@ mod r#override;
 mod policy;
 mod queue;
 mod registry;
+mod replicas;
 mod users;

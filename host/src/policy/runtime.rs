@@ -140,6 +140,19 @@ impl PolicySet {
         self.database.revision
     }
 
+    /// Per tenant slug, the highest revision among its database bindings in this set
+    /// (what `GET /admin/replicas` reports per replica).
+    pub fn database_tenant_revisions(&self) -> std::collections::BTreeMap<String, i64> {
+        self.database
+            .tenants
+            .iter()
+            .map(|(slug, hooks)| {
+                let revision = hooks.values().filter_map(|b| b.revision).max();
+                (slug.clone(), revision.unwrap_or(0))
+            })
+            .collect()
+    }
+
     /// The built-in binding of `hook` (what `on-error = "fallback"` runs).
     pub fn builtin(&self, hook: Hook) -> &Arc<Binding> {
         &self.builtin[&hook]

@@ -936,6 +936,14 @@ async fn apply(
     }
     let revision = store_change(&state.store, &change, state.clock.now_ms()).await?;
     let generation = refresh(&state.store, &state.policy).await?;
+    // Committed and live here: tell the other replicas (their revision check is the
+    // backstop if this is lost).
+    // Spawned: an unreachable Redis must not hold the answer up.
+    let (fanout, announced) = (
+        state.fanout.clone(),
+        state.policy.snapshot().database_revision(),
+    );
+    tokio::spawn(async move { fanout.announce(announced).await });
     tracing::info!(
         tenant = %slug,
         hook = change.hook.as_str(),
