@@ -2,7 +2,9 @@
 //! Redis key prefix — a change made through one is served by the other after the pub/sub
 //! announcement (convergence p50/p99 printed); a replica that never hears the channel
 //! still converges within its revision check; `GET /admin/replicas` lists the replicas
-//! with their revisions, for operators only; without Redis it lists this process.
+//! with their revisions, for operators only; without Redis it lists this process; the
+//! pricing binding flipped ≥ 20 times through one replica under concurrent orders and
+//! quotes sent to both fails no request, and every order is priced by exactly one version.
 
 use std::{path::Path, time::Duration};
 
@@ -33,8 +35,8 @@ async fn replicas(app: &TestApp, token: &str) -> Value {
     json_ok(get(app, token, "/admin/replicas").await, StatusCode::OK).await
 }
 
-/// The revision of the database binding serving acme's validation on `app` (0: none).
-async fn served_revision(app: &TestApp, token: &str) -> i64 {
+/// The revision of the database binding serving acme's `hook` on `app` (0: none).
+async fn served_revision(app: &TestApp, token: &str, hook: &str) -> i64 {
     let view = json_ok(
         get(app, token, "/admin/tenants/acme/bindings").await,
         StatusCode::OK,
@@ -44,8 +46,8 @@ async fn served_revision(app: &TestApp, token: &str) -> i64 {
         .as_array()
         .expect("bindings")
         .iter()
-        .find(|b| b["hook"] == "validation")
-        .expect("validation listed")["revision"]
+        .find(|b| b["hook"] == hook)
+        .expect("hook listed")["revision"]
         .as_i64()
         .unwrap_or(0)
 }
@@ -67,11 +69,22 @@ async fn swap(app: &TestApp, token: &str, max_units: u32) -> i64 {
     change["change"]["revision"].as_i64().expect("revision")
 }
 
-/// How long until `app` serves `revision` (panics after `bound`).
+/// How long until `app` serves `revision` for validation (panics after `bound`).
 async fn converge(app: &TestApp, token: &str, revision: i64, bound: Duration) -> Duration {
+    converge_hook(app, token, "validation", revision, bound).await
+}
+
+/// How long until `app` serves `revision` for `hook` (panics after `bound`).
+async fn converge_hook(
+    app: &TestApp,
+    token: &str,
+    hook: &str,
+    revision: i64,
+    bound: Duration,
+) -> Duration {
     let start = Instant::now();
     loop {
-        if served_revision(app, token).await >= revision {
+        if served_revision(app, token, hook).await >= revision {
             return start.elapsed();
         }
         assert!(
@@ -275,4 +288,146 @@ async fn without_a_reachable_redis_changes_still_reach_every_replica() {
     let view = replicas(&b, &operator).await;
     assert_eq!(view["source"], "local", "{view}");
     assert_eq!(view["replicas"].as_array().unwrap().len(), 1);
+}
+
+/// Binds a pricing version for acme through `app`; the new tenant revision.
+async fn bind_pricing(app: &TestApp, token: &str, body: Value) -> i64 {
+    let response = new_client()
+        .put(app.url("/admin/tenants/acme/bindings/pricing"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    let change = json_ok(response, StatusCode::OK).await;
+    change["change"]["revision"].as_i64().expect("revision")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pricing_flips_under_load_through_two_replicas_fail_nothing_and_never_mix() {
+    // Arrange: replicas A and B on one database and prefix; a MUG at 12.00; two pricing
+    // versions that charge 3 MUGs differently (10 % and 20 % bulk discount from 3 units).
+    let a = spawn_app_with(Backend::Postgres, |c| {
+        c.jwt_secret = "a-test-secret-long-enough-for-production!".into();
+    })
+    .await;
+    let b = spawn_second_app(&a, |_| {}).await;
+    a.tenant("acme").await;
+    a.seed_product(Some("acme"), "MUG", 1_200, 1_000_000).await;
+    let admin = a
+        .user_with_role("boss@acme.example", Role::Admin, Some("acme"))
+        .await;
+    let buyer = a
+        .user_with_role("buyer@acme.example", Role::Customer, Some("acme"))
+        .await;
+    let upload = new_client()
+        .post(a.url("/admin/components?name=pricing-alt&version=1.0.0"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(Path::new(BUILD_DIR).join("pricing_standard.wasm")).expect("built"))
+        .send()
+        .await
+        .expect("request");
+    json_ok(upload, StatusCode::CREATED).await;
+    let versions = [
+        ("pricing-standard@1.0.0", "3:1000", 3_240),
+        ("pricing-alt@1.0.0", "3:2000", 2_880),
+    ];
+    let body = |flip: usize| {
+        let (component, tiers, _) = versions[flip % 2];
+        json!({
+            "component": component,
+            "config": { "bulk-tiers": tiers, "vip-discount-bps": "0" },
+            "reason": format!("flip {flip}"),
+        })
+    };
+    // Both replicas serve the first version before any order is sent.
+    let revision = bind_pricing(&a, &admin, body(0)).await;
+    converge_hook(&b, &admin, "pricing", revision, Duration::from_secs(5)).await;
+
+    // Act: 4 clients, each alternating replicas and /order with /order/quote, bounded to
+    // 1 000 requests each and 60 s; meanwhile 24 flips through A, 40 ms apart.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut clients = Vec::new();
+    for i in 0..4usize {
+        let urls = [a.address.clone(), b.address.clone()];
+        let (token, stop) = (buyer.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let client = new_client();
+            let (mut orders, mut failures, mut quotes) = (Vec::new(), Vec::new(), 0usize);
+            for n in 0..1_000usize {
+                if stop.load(std::sync::atomic::Ordering::Acquire) || Instant::now() > deadline {
+                    break;
+                }
+                let url = &urls[(i + n) % 2];
+                let path = if (i + n / 2) % 2 == 0 {
+                    "/order"
+                } else {
+                    "/order/quote"
+                };
+                let response = client
+                    .post(format!("{url}{path}"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "lines": [{ "sku": "MUG", "quantity": 3 }] }))
+                    .send()
+                    .await;
+                let response = match response {
+                    Ok(response) => response,
+                    Err(e) => {
+                        failures.push(format!("{url}{path}: {e}"));
+                        continue;
+                    }
+                };
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or_default();
+                match (path, status) {
+                    ("/order", StatusCode::ACCEPTED) => orders.push(body),
+                    ("/order/quote", StatusCode::OK) => quotes += 1,
+                    _ => failures.push(format!("{url}{path} {status} {body}")),
+                }
+            }
+            (orders, failures, quotes)
+        }));
+    }
+    let flips = 24;
+    for flip in 1..=flips {
+        bind_pricing(&a, &admin, body(flip)).await;
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let (mut orders, mut failures, mut quotes) = (Vec::new(), Vec::new(), 0);
+    for client in clients {
+        let (o, f, q) = client.await.expect("client task");
+        orders.extend(o);
+        failures.extend(f);
+        quotes += q;
+    }
+
+    // Assert: nothing failed; every order names exactly one of the two pricing versions
+    // and was charged what that version charges; orders ran on both.
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(quotes > 0, "some quotes were answered");
+    let mut seen = std::collections::HashMap::new();
+    for order in &orders {
+        let pricing: Vec<&Value> = order["components"]
+            .as_array()
+            .expect("components")
+            .iter()
+            .filter(|c| c["hook"] == "pricing")
+            .collect();
+        assert_eq!(pricing.len(), 1, "{order}");
+        let component = pricing[0]["component"].as_str().expect("component");
+        let (_, _, charged) = versions
+            .iter()
+            .find(|(name, _, _)| *name == component)
+            .unwrap_or_else(|| panic!("unexpected pricing version: {order}"));
+        assert_eq!(order["total"], *charged, "{order}");
+        *seen.entry(component.to_owned()).or_insert(0usize) += 1;
+    }
+    eprintln!(
+        "{} orders and {quotes} quotes across {flips} pricing flips through two replicas: {seen:?}",
+        orders.len()
+    );
+    assert_eq!(seen.len(), 2, "orders ran on both versions: {seen:?}");
 }
