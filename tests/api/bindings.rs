@@ -21,6 +21,7 @@ backend_tests!(
     only_operators_and_the_tenants_admins_bind,
     refused_bindings_store_and_publish_nothing,
     swaps_under_concurrent_orders_fail_nothing_and_never_mix,
+    operators_cap_the_limits_a_tenant_may_bind,
 );
 
 fn flash_sale() -> Vec<u8> {
@@ -746,4 +747,55 @@ async fn swaps_under_concurrent_orders_fail_nothing_and_never_mix(backend: Backe
         effective(&app, &who.acme, "acme", "validation").await["revision"],
         12
     );
+}
+
+async fn operators_cap_the_limits_a_tenant_may_bind(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cast = cast(&app).await;
+    let ceilings = |token: &str, body: Value| {
+        new_client()
+            .put(app.url("/admin/tenants/acme/limit-ceilings"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    // Only operators set them; a ceiling of zero or above the engine's maximum is refused.
+    let by_admin = ceilings(&cast.acme, json!({ "fuel": 1 })).await.unwrap();
+    assert_error(by_admin, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    let zero = ceilings(&cast.operator, json!({ "timeoutMs": 0 }))
+        .await
+        .unwrap();
+    assert_error(zero, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+    let set = ceilings(
+        &cast.operator,
+        json!({ "fuel": 50_000_000, "timeoutMs": 20 }),
+    )
+    .await
+    .unwrap();
+    let set = json_ok(set, StatusCode::OK).await;
+    assert_eq!(
+        set,
+        json!({ "fuel": 50_000_000, "memoryBytes": null, "timeoutMs": 20 })
+    );
+    // The tenant's admin reads them; another tenant's admin does not see them.
+    let read = get(&app, &cast.acme, "/admin/tenants/acme/limit-ceilings").await;
+    assert_eq!(json_ok(read, StatusCode::OK).await["timeoutMs"], 20);
+    let foreign = get(&app, &cast.beta, "/admin/tenants/acme/limit-ceilings").await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    // Over the ceiling → refused, nothing stored; within it → bound. Beta is not capped.
+    let over = json!({ "component": "validation-standard@1.0.0", "reason": "try",
+                       "limits": { "timeoutMs": 50 } });
+    let refused = put_binding(&app, &cast.acme, "acme", "validation", over.clone()).await;
+    let body = assert_error(
+        refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "LIMITS_OUT_OF_RANGE",
+    )
+    .await;
+    assert!(body.to_string().contains("ceiling 20"), "{body}");
+    assert_eq!(app.scalar("select count(*) from binding_history").await, 0);
+    let within = json!({ "component": "validation-standard@1.0.0", "reason": "ok",
+                         "limits": { "timeoutMs": 20, "fuel": 10_000_000 } });
+    bound(&app, &cast.acme, "acme", "validation", within).await;
+    bound(&app, &cast.beta, "beta", "validation", over).await;
 }

@@ -448,6 +448,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(bind))
         .routes(routes!(rollback))
         .routes(routes!(history))
+        .merge(super::ceilings::router())
 }
 
 fn parse_hook(raw: &str) -> Result<Hook, BindingError> {
@@ -1059,6 +1060,12 @@ async fn bind(
     let hook = parse_hook(&hook)?;
     let config = parse_config(body.config)?;
     let limits = parse_limits(body.limits)?;
+    if let Some(problem) = super::ceilings::of(&state.store, &scope.0)
+        .await?
+        .refuse(&limits)
+    {
+        return Err(BindingError::LimitsOutOfRange(problem).into());
+    }
     let reason = parse_reason(&body.reason)?;
     let chosen = choose(&state.store, &scope.0, &body.component).await?;
     let component = compiled(

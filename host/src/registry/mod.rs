@@ -16,6 +16,7 @@
 //! included.
 
 pub mod bindings;
+pub mod ceilings;
 pub mod fanout;
 mod routes;
 pub mod validate;
