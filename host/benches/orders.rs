@@ -17,12 +17,15 @@
 //! ORDERHOST_SQLITE_SYNCHRONOUS (full).
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
+mod common;
+
 use std::{
     collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use common::percentile;
 use orderhost::{
     App, Config, auth::Role, config::StoreConfig, store::Store, users::Email, with_pool,
 };
@@ -51,21 +54,10 @@ struct Database {
 async fn fresh_database() -> Database {
     match std::env::var("DATABASE_URL") {
         Ok(server) if server.starts_with("postgres") => {
-            use sqlx::{Connection as _, Executor as _};
             let name = format!("orderhost_bench_{}", std::process::id());
-            let mut conn = sqlx::PgConnection::connect(&server)
-                .await
-                .expect("PostgreSQL answers");
-            conn.execute(format!("drop database if exists {name} with (force)").as_str())
-                .await
-                .expect("drop");
-            conn.execute(format!("create database {name}").as_str())
-                .await
-                .expect("create database");
-            let mut url = url::Url::parse(&server).expect("DATABASE_URL");
-            url.set_path(&name);
+            let url = common::create_pg_database(&server, &name).await;
             Database {
-                url: url.to_string(),
+                url,
                 drop: Some((server, name)),
                 _dir: None,
             }
@@ -98,13 +90,6 @@ fn machine_cpu() -> Option<(u64, u64)> {
     let idle = fields.get(3)? + fields.get(4)?;
     let busy = fields.iter().take(8).sum::<u64>() - idle;
     Some((busy, idle))
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn main() {
@@ -192,13 +177,8 @@ fn main() {
 
     if let Some((server, name)) = database.drop {
         server_rt.block_on(async {
-            use sqlx::{Connection as _, Executor as _};
             store.close().await;
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                let _ = conn
-                    .execute(format!("drop database if exists {name} with (force)").as_str())
-                    .await;
-            }
+            common::drop_pg_database(&server, &name).await;
         });
     }
 }

@@ -16,11 +16,14 @@
 //! ```
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use common::percentile;
 use orderhost::{App, Config, auth::Role, config::StoreConfig, users::Email};
 use serde_json::{Value, json};
 
@@ -32,13 +35,6 @@ fn env_num(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -211,21 +207,7 @@ fn main() {
         .build()
         .expect("runtime");
     let name = format!("orderhost_swap_bench_{}", std::process::id());
-    let database_url = server_rt.block_on(async {
-        use sqlx::{Connection as _, Executor as _};
-        let mut conn = sqlx::PgConnection::connect(&server)
-            .await
-            .expect("PostgreSQL answers");
-        conn.execute(format!("drop database if exists {name} with (force)").as_str())
-            .await
-            .expect("drop");
-        conn.execute(format!("create database {name}").as_str())
-            .await
-            .expect("create database");
-        let mut url = url::Url::parse(&server).expect("DATABASE_URL");
-        url.set_path(&name);
-        url.to_string()
-    });
+    let database_url = server_rt.block_on(common::create_pg_database(&server, &name));
     let prefix = format!("orderhost-swap-bench-{}", std::process::id());
     let (a, app_a) = server_rt.block_on(replica(&database_url, &redis_url, &prefix));
     let store = app_a.state().store.clone();
@@ -363,12 +345,7 @@ fn main() {
     drop(client_rt);
 
     server_rt.block_on(async {
-        use sqlx::{Connection as _, Executor as _};
         store.close().await;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-            let _ = conn
-                .execute(format!("drop database if exists {name} with (force)").as_str())
-                .await;
-        }
+        common::drop_pg_database(&server, &name).await;
     });
 }
