@@ -4,6 +4,7 @@
 //! commands has an environment variable and a default, so `orderhost serve` needs nothing.
 
 pub mod ops;
+pub mod queue;
 
 use std::{io::BufRead as _, process::ExitCode};
 
@@ -65,6 +66,9 @@ pub enum Command {
     /// Show a tenant's effective bindings or their history on a running server.
     #[command(subcommand)]
     Bindings(ops::BindingsCommand),
+    /// The order queue: resync PENDING orders into it.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
 }
 
 /// Arguments of `backup`.
@@ -196,6 +200,7 @@ pub async fn main() -> anyhow::Result<()> {
             state.store.close().await;
             Ok(())
         }
+        Command::Queue(command) => queue::run(command).await,
         Command::Migrate(store) => {
             let store = Store::connect(&store).await?;
             store.migrate().await?;

@@ -14,9 +14,54 @@ use crate::{
     clock::Clock,
     config::Config,
     policy::PolicyRuntime,
-    queue::{DbQueue, JobQueue},
+    queue::{DbQueue, JobQueue, QueueKind, outbox::Relay, redis::RedisQueue},
     store::Store,
 };
+
+/// The queue the configuration asks for, and in Redis mode the relay that feeds it. Redis
+/// mode checks the server first ([`RedisQueue::check_server`]).
+async fn build_queue(
+    config: &Config,
+    store: &Store,
+    redis: Option<&redis::Client>,
+    clock: &Arc<dyn Clock>,
+    work: &Arc<Notify>,
+) -> anyhow::Result<(Arc<dyn JobQueue>, Option<Relay>)> {
+    let kind = config
+        .queue
+        .kind(&config.redis_url)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    match (kind, redis) {
+        (QueueKind::Redis, Some(client)) => {
+            let queue = Arc::new(RedisQueue::new(
+                client.clone(),
+                &config.redis_prefix,
+                config.queue.lease_ms,
+            ));
+            queue.check_server(config.environment).await?;
+            let relay = Relay {
+                store: store.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+                wake: Arc::new(Notify::new()),
+                work: work.clone(),
+            };
+            tracing::info!(prefix = queue.prefix(), "queue: Redis, fed by the outbox");
+            Ok((queue, Some(relay)))
+        }
+        _ => Ok((Arc::new(DbQueue::new(store.clone(), &config.queue)), None)),
+    }
+}
+
+/// Opens the Redis client of `REDIS_URL` (no connection yet); `None` when it is empty.
+fn redis_client(config: &Config) -> anyhow::Result<Option<redis::Client>> {
+    match config.redis_url.trim() {
+        "" => Ok(None),
+        url => Ok(Some(
+            redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?,
+        )),
+    }
+}
 
 /// State every handler can reach: one `Arc`, so the several middleware layers and the
 /// handler that each take a copy per request pay one reference count, not one per field
@@ -54,6 +99,8 @@ pub struct Shared {
     pub work: Arc<Notify>,
     /// Wakes event streams when an order changes in this process.
     pub order_events: Arc<Notify>,
+    /// Redis mode: the outbox relay (woken when an order is accepted here).
+    pub relay: Option<Relay>,
     /// Redis, when configured.
     pub redis: Option<redis::Client>,
     /// This replica's id, heartbeat and bindings announcements.
@@ -79,6 +126,8 @@ pub struct WorkerContext {
     pub work: Arc<Notify>,
     /// Wakes event streams when an order changes in this process.
     pub order_events: Arc<Notify>,
+    /// Redis mode: the outbox relay this process runs beside its workers.
+    pub relay: Option<Relay>,
 }
 
 impl From<&AppState> for WorkerContext {
@@ -90,6 +139,7 @@ impl From<&AppState> for WorkerContext {
             queue: state.queue.clone(),
             work: state.work.clone(),
             order_events: state.order_events.clone(),
+            relay: state.relay.clone(),
         }
     }
 }
@@ -109,14 +159,17 @@ pub async fn build_worker_context(
     config.store.check_durability(config.environment)?;
     let store = Store::connect(&config.store).await?;
     store.migrate().await?;
-    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue));
+    let redis = redis_client(&config)?;
+    let work = Arc::new(Notify::new());
+    let (queue, relay) = build_queue(&config, &store, redis.as_ref(), &clock, &work).await?;
     Ok(WorkerContext {
         store,
         config: Arc::new(config),
         clock,
         queue,
-        work: Arc::new(Notify::new()),
+        work,
         order_events: Arc::new(Notify::new()),
+        relay,
     })
 }
 
@@ -140,25 +193,24 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     crate::registry::bindings::refresh(&store, &policy)
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the database bindings: {e}"))?;
-    let redis = match config.redis_url.trim() {
-        "" => None,
-        url => Some(redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?),
-    };
+    let redis = redis_client(&config)?;
     let allowed_origins = config
         .cors_origins()
         .map(|o| o.trim_end_matches('/').to_owned())
         .collect();
-    let queue: Arc<dyn JobQueue> = Arc::new(DbQueue::new(store.clone(), &config.queue));
+    let work = Arc::new(Notify::new());
+    let (queue, relay) = build_queue(&config, &store, redis.as_ref(), &clock, &work).await?;
     let fanout = Arc::new(crate::registry::fanout::Fanout::new(
         &config,
         redis.clone(),
         clock.now_ms(),
     ));
     let state = AppState(Arc::new(Shared {
+        order_writer: crate::orders::writer::OrderWriter::start(store.clone(), queue.kind()),
         queue,
-        work: Arc::new(Notify::new()),
+        work,
+        relay,
         order_events: Arc::new(Notify::new()),
-        order_writer: crate::orders::writer::OrderWriter::start(store.clone()),
         order_reader: crate::orders::reader::OrderReader::start(store.clone()),
         store,
         auth: AuthState::from_config(&config),

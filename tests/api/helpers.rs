@@ -398,6 +398,19 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Waits until the outbox is empty (Redis mode: the relay pushed every accepted
+    /// order's job; always at once on the database queue). Panics after 15 s.
+    pub async fn outbox_drained(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.scalar("select count(*) from outbox").await > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the outbox relay did not push within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// A scalar query on the app's database.
     pub async fn scalar(&self, sql: &str) -> i64 {
         orderhost::with_pool!(&self.state.store, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await)

@@ -451,6 +451,7 @@ async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {
     // Cancel the first while PENDING: no stock was held, none moves; its job is over.
     let cancelled = json_ok(cancel(&pending["id"]).await, StatusCode::OK).await;
     assert_eq!(cancelled["status"], "CANCELLED");
+    app.outbox_drained().await;
     let report = run_once(&app.state, "w").await.unwrap();
     assert_eq!((report.claimed, report.confirmed), (1, 1));
     assert_eq!(app.stock(&a).await, (7, 3, 10));
@@ -467,6 +468,7 @@ async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {
     assert_eq!(app.stock(&a).await, (10, 0, 10), "idempotent");
     // A failed order has nothing to cancel; someone else's order is not there.
     let too_many = json_ok(order(11).await, StatusCode::ACCEPTED).await;
+    app.outbox_drained().await;
     run_once(&app.state, "w").await.unwrap();
     assert_eq!(
         get(
@@ -524,6 +526,7 @@ async fn the_event_stream_follows_an_order_to_its_end(backend: Backend) {
     assert_eq!(stream.headers()[header::CONTENT_TYPE], "text/event-stream");
     let reader = tokio::spawn(async move { stream.text().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(300)).await;
+    app.outbox_drained().await;
     run_once(&app.state, "w").await.unwrap();
     let text = tokio::time::timeout(Duration::from_secs(10), reader)
         .await
@@ -558,6 +561,7 @@ async fn vip_orders_jump_the_queue(backend: Backend) {
         );
     }
     let vip_order = json_ok(place(&app, &vip, &body).await, StatusCode::ACCEPTED).await;
+    app.outbox_drained().await;
     let report = run_once(&app.state, "w").await.unwrap();
     assert_eq!((report.claimed, report.confirmed, report.failed), (6, 1, 5));
     assert_eq!(
@@ -673,7 +677,8 @@ async fn a_hot_sku_under_concurrency_keeps_every_invariant(backend: Backend) {
     assert_eq!(calm_available + calm_reserved, 10_000);
     // No order confirmed twice; every job finished (a settled job is deleted).
     assert_eq!(app.scalar("select count(*) from (select order_id from order_events where status = 'CONFIRMED' group by order_id having count(*) > 1) t").await, 0);
-    assert_eq!(app.scalar("select count(*) from jobs").await, 0);
+    let depth = app.state.queue.depth().await.unwrap();
+    assert_eq!((depth.total(), depth.dead), (0, 0), "{depth:?}");
     // Charged totals are the pricing component's (VIPs got 5 % off).
     assert_eq!(
         app.scalar("select count(*) from orders where total not in (999, 950, 1199, 1140)")
@@ -697,12 +702,14 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
     )
     .await;
     // A worker claims the job and dies before settling it.
+    app.outbox_drained().await;
     let now = orderhost::clock::Clock::now_ms(&app.clock);
     let claimed = app.state.queue.claim("doomed", now, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     // While its lease runs, nobody else takes the job.
     assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
     app.advance(app.state.config.queue.lease_ms + 1);
+    app.outbox_drained().await;
     let report = run_once(&app.state, "alive").await.unwrap();
     assert_eq!((report.claimed, report.confirmed), (1, 1));
     assert_eq!(
@@ -718,6 +725,7 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
     // Nothing is left to deliver, and the first worker waking up late to settle what it
     // claimed changes nothing.
     app.advance(app.state.config.queue.lease_ms + 1);
+    app.outbox_drained().await;
     assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
     let late = process_claimed(&app.state, "doomed", &claimed)
         .await
@@ -764,6 +772,7 @@ async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backen
     .await;
     let id = order["id"].as_str().unwrap().to_owned();
     for attempt in 1..=3 {
+        app.outbox_drained().await;
         let report = run_once(&app.state, "w").await.unwrap();
         assert_eq!(report.claimed, 1, "attempt {attempt}");
         let status = get(&app, &token, &format!("/order/{id}")).await;
@@ -771,6 +780,7 @@ async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backen
             assert_eq!(report.retried, 1);
             assert_eq!(status["status"], "PENDING");
             // Not before its backoff.
+            app.outbox_drained().await;
             assert_eq!(run_once(&app.state, "w").await.unwrap().claimed, 0);
             app.advance(60_000);
         } else {
@@ -781,11 +791,7 @@ async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backen
             );
         }
     }
-    assert_eq!(
-        app.scalar("select count(*) from jobs where status = 'dead'")
-            .await,
-        1
-    );
+    assert_eq!(app.state.queue.depth().await.unwrap().dead, 1);
     assert_eq!(app.stock(&a).await, (10, 0, 10), "holds no stock");
     // Once the database is healthy, orders go through again.
     app.exec(remove).await;
@@ -799,6 +805,7 @@ async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backen
         StatusCode::ACCEPTED,
     )
     .await;
+    app.outbox_drained().await;
     run_once(&app.state, "w").await.unwrap();
     assert_eq!(
         get(
@@ -830,6 +837,9 @@ async fn separate_worker_processes_share_one_database() {
         std::process::Command::new(env!("CARGO_BIN_EXE_orderhost-under-test"))
             .env_clear()
             .env("DATABASE_URL", &database_url)
+            // The same Redis queue as the app: its relay and theirs share the outbox.
+            .env("REDIS_URL", &app.state.config.redis_url)
+            .env("ORDERHOST_REDIS_PREFIX", &app.state.config.redis_prefix)
             .env("ORDERHOST_WORKERS", "2")
             .env("ORDERHOST_LOG_DIR", "")
             .env("ORDERHOST_POLICIES_DIR", "/nonexistent-policies")

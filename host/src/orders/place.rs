@@ -445,7 +445,11 @@ async fn insert_order(
         })
         .await?;
     tracing::debug!(order = %view.id, total = view.total, priority = view.priority, "order written");
-    state.work.notify_waiters();
+    match &state.relay {
+        // Redis mode: the relay pushes the outbox row, then wakes the workers.
+        Some(relay) => relay.wake.notify_waiters(),
+        None => state.work.notify_waiters(),
+    }
     metrics::counter!("orderhost_orders_accepted_total").increment(1);
     Ok(view)
 }

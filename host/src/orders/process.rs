@@ -284,7 +284,7 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
             ]);
         }
         // Settled: the jobs are acknowledged in the same chain.
-        queue::db::acknowledge_in(pool, &mut chain, jobs.iter().map(|job| job.order_id.clone()).collect());
+        queue::acknowledge_in(state.queue.kind(), pool, &mut chain, jobs.iter().map(|job| job.order_id.clone()).collect());
         // Last, so its row count is what the chain returns: every stock row's reservation
         // in one statement. The guard `available >= qty` still backs the decision made
         // above under the rows' locks: if it ever refuses a row, the transaction fails
@@ -336,7 +336,7 @@ async fn give_up_or_retry(
         metrics::counter!("orderhost_queue_retries_total").increment(1);
         return Ok(false);
     }
-    with_pool!(&state.store, pool => {
+    let failed = with_pool!(&state.store, pool => {
         let mut tx = pool.begin_write().await?;
         let failed = sqlx::query(
             "update orders set status = 'FAILED', reason = 'RETRIES_EXHAUSTED', updated_at = $1, final_at = $1 \
@@ -351,7 +351,13 @@ async fn give_up_or_retry(
             record_event!(&mut *tx, &job.order_id, &job.tenant_id, OrderStatus::Failed, Some("RETRIES_EXHAUSTED"), now)?;
         }
         tx.commit().await?;
+        failed
     });
+    if failed == 0 {
+        // Settled meanwhile (another worker, or a cancel): nothing is dead.
+        state.queue.acknowledge(std::slice::from_ref(job)).await?;
+        return Ok(false);
+    }
     state.queue.bury(worker, job, &error, now).await?;
     tracing::error!(order = %job.order_id, %error, "order processing failed for the last time; job is dead");
     metrics::counter!("orderhost_queue_dead_total").increment(1);
@@ -407,18 +413,26 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
     tracing::info!(%worker, "order worker stopped");
 }
 
-/// Starts `count` workers; they stop when the returned sender is set to true.
+/// Starts `count` workers, and in Redis mode the outbox relay (even with no worker: a
+/// `serve` without workers still hands its orders to Redis); they stop when the returned
+/// sender is set to true.
 pub fn spawn_workers(
     state: &WorkerContext,
     count: u32,
 ) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
     let (tx, rx) = watch::channel(false);
     let host = std::process::id();
-    let handles = (0..count)
+    let mut handles: Vec<_> = (0..count)
         .map(|i| {
             let worker = format!("{host}-{i}-{}", uuid::Uuid::new_v4().simple());
             tokio::spawn(run_worker(state.clone(), worker, rx.clone()))
         })
         .collect();
+    if let Some(relay) = &state.relay {
+        handles.push(tokio::spawn(queue::outbox::run_relay(
+            relay.clone(),
+            rx.clone(),
+        )));
+    }
     (tx, handles)
 }

@@ -14,7 +14,7 @@
 use super::{LineRow, OrderError, OrderRow};
 use crate::{
     idempotency,
-    queue::{self, db::NewJob},
+    queue::{self, NewJob, QueueKind},
     store::{Col, Store, WritePool as _, batch::Batcher},
     with_pool,
 };
@@ -45,12 +45,12 @@ pub struct OrderWriter {
 
 impl OrderWriter {
     /// Starts the writer task on `store`.
-    pub fn start(store: Store) -> Self {
+    pub fn start(store: Store, kind: QueueKind) -> Self {
         // One lane: groups commit one after another, so the users' order counters are
         // updated by one transaction at a time.
         let batcher = Batcher::start(MAX_GROUP, 1, move |group: Vec<NewOrder>| {
             let store = store.clone();
-            async move { write(&store, group).await }
+            async move { write(&store, kind, group).await }
         });
         Self { batcher }
     }
@@ -61,9 +61,13 @@ impl OrderWriter {
     }
 }
 
-async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), OrderError>> {
+async fn write(
+    store: &Store,
+    kind: QueueKind,
+    group: Vec<NewOrder>,
+) -> Vec<Result<(), OrderError>> {
     let orders: Vec<&NewOrder> = group.iter().collect();
-    match write_group(store, &orders).await {
+    match write_group(store, kind, &orders).await {
         Ok(()) => {
             metrics::histogram!("orderhost_order_write_group_size").record(group.len() as f64);
             group.iter().map(|_| Ok(())).collect()
@@ -72,7 +76,11 @@ async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), OrderError
             tracing::warn!(%error, orders = group.len(), "group write failed; writing its orders one by one");
             let mut results = Vec::with_capacity(group.len());
             for order in &group {
-                results.push(write_group(store, &[order]).await.map_err(OrderError::from));
+                results.push(
+                    write_group(store, kind, &[order])
+                        .await
+                        .map_err(OrderError::from),
+                );
             }
             results
         }
@@ -81,7 +89,11 @@ async fn write(store: &Store, group: Vec<NewOrder>) -> Vec<Result<(), OrderError
 }
 
 #[tracing::instrument(level = "debug", skip_all, fields(orders = orders.len()))]
-async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Error> {
+async fn write_group(
+    store: &Store,
+    kind: QueueKind,
+    orders: &[&NewOrder],
+) -> Result<(), sqlx::Error> {
     let text = |f: fn(&NewOrder) -> &str| Col::text(orders.iter().map(|n| f(n)));
     let int = |f: fn(&NewOrder) -> i64| Col::int(orders.iter().map(|n| f(n)));
     let lines: Vec<(&OrderRow, &LineRow)> = orders
@@ -159,7 +171,7 @@ async fn write_group(store: &Store, orders: &[&NewOrder]) -> Result<(), sqlx::Er
                 now: n.order.created_at,
             })
             .collect();
-        queue::db::enqueue_in(pool, &mut chain, &jobs);
+        queue::enqueue_in(kind, pool, &mut chain, &jobs);
 
         let q = chain.statement("update users set order_count = order_count + v.qty from ");
         pool.push_id_qty(q, "v", per_user.iter().map(|(u, n)| ((*u).to_owned(), *n)).collect());

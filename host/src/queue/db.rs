@@ -4,7 +4,7 @@
 
 use tracing::Instrument as _;
 
-use super::{BoxFuture, DeadJob, Depth, Job, JobQueue, QueueConfig, QueueError};
+use super::{BoxFuture, DeadJob, Depth, Job, JobQueue, NewJob, QueueConfig, QueueError};
 use crate::{
     store::{Chain, Col, Store, WritePool},
     with_pool,
@@ -23,21 +23,6 @@ macro_rules! changed_one {
                 .map_err(QueueError::from)
         })
     };
-}
-
-/// A job to enqueue with its order.
-#[derive(Debug, Clone, Copy)]
-pub struct NewJob<'a> {
-    /// The order it will process (one job per order).
-    pub order_id: &'a str,
-    /// Tenant.
-    pub tenant_id: &'a str,
-    /// Priority (higher first).
-    pub priority: i64,
-    /// Attempts allowed.
-    pub max_attempts: i32,
-    /// When it may run and its creation time, epoch ms.
-    pub now: i64,
 }
 
 /// Appends the enqueue of `jobs` to the order write's `chain`: the jobs commit with their
@@ -93,6 +78,10 @@ impl DbQueue {
 }
 
 impl JobQueue for DbQueue {
+    fn kind(&self) -> super::QueueKind {
+        super::QueueKind::Database
+    }
+
     fn claim<'a>(
         &'a self,
         worker: &'a str,
@@ -127,7 +116,7 @@ impl JobQueue for DbQueue {
                 // skip rows other claimers hold; SQLite: one writer at a time.
                 let sql = format!(
                     "update jobs set status = 'leased', lease_until = $1, leased_by = $2, \
-                     attempts = attempts + 1, updated_at = $3 \
+                     attempts = attempts + 1, updated_at = $3, first_attempt_at = coalesce(first_attempt_at, $3) \
                      where order_id in (select order_id from jobs where status = 'queued' and run_at <= $3 \
                         order by priority desc, created_at, id limit $4 {}) \
                      returning id, order_id, tenant_id, priority, attempts, max_attempts, created_at",
@@ -205,41 +194,33 @@ impl JobQueue for DbQueue {
         })
     }
 
-    fn dead(
-        &self,
+    fn dead<'a>(
+        &'a self,
+        tenant: Option<&'a str>,
         limit: i64,
         offset: i64,
-    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), QueueError>> {
+    ) -> BoxFuture<'a, Result<(Vec<DeadJob>, i64), QueueError>> {
         Box::pin(async move {
             with_pool!(&self.store, pool => {
                 let jobs = sqlx::query_as::<_, DeadJob>(
-                    "select order_id, tenant_id, priority, attempts, last_error, updated_at from jobs \
-                     where status = 'dead' order by updated_at desc, order_id limit $1 offset $2",
+                    "select order_id, tenant_id, priority, attempts, last_error, first_attempt_at, \
+                     updated_at as last_attempt_at from jobs \
+                     where status = 'dead' and ($1 is null or tenant_id = $1) \
+                     order by updated_at desc, order_id limit $2 offset $3",
                 )
+                .bind(tenant)
                 .bind(limit)
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-                let total: i64 = sqlx::query_scalar("select count(*) from jobs where status = 'dead'")
-                    .fetch_one(pool)
-                    .await?;
+                let total: i64 = sqlx::query_scalar(
+                    "select count(*) from jobs where status = 'dead' and ($1 is null or tenant_id = $1)",
+                )
+                .bind(tenant)
+                .fetch_one(pool)
+                .await?;
                 Ok((jobs, total))
             })
-        })
-    }
-
-    fn retry_dead<'a>(
-        &'a self,
-        order_id: &'a str,
-        now: i64,
-    ) -> BoxFuture<'a, Result<bool, QueueError>> {
-        Box::pin(async move {
-            changed_one!(&self.store, pool => sqlx::query(
-                    "update jobs set status = 'queued', attempts = 0, run_at = $1, lease_until = null, \
-                     leased_by = null, updated_at = $1 where order_id = $2 and status = 'dead'",
-                )
-                .bind(now)
-                .bind(order_id))
         })
     }
 

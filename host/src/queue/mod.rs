@@ -17,11 +17,15 @@
 //! code does not know which one runs.
 
 pub mod db;
+pub mod outbox;
+pub mod redis;
 pub use db::DbQueue;
 
 use std::{collections::BTreeMap, future::Future, pin::Pin, time::Duration};
 
 use rand::Rng as _;
+
+use crate::store::{Chain, WritePool};
 
 /// Default of [`QueueConfig::batch_size`].
 pub const DEFAULT_BATCH: u32 = 64;
@@ -72,6 +76,45 @@ pub struct QueueConfig {
         value_parser = clap::value_parser!(i64).range(0..=BACKOFF_MAX_MS)
     )]
     pub backoff_base_ms: i64,
+    /// Which queue runs: `auto` (Redis when `REDIS_URL` is set, the database otherwise),
+    /// `database` or `redis` (needs `REDIS_URL`).
+    #[arg(
+        long = "queue",
+        env = "ORDERHOST_QUEUE",
+        value_enum,
+        default_value_t = QueueBackend::Auto
+    )]
+    pub backend: QueueBackend,
+}
+
+/// The queue backend asked for (see [`QueueConfig::backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueBackend {
+    /// Redis when `REDIS_URL` is set, the database otherwise.
+    Auto,
+    /// The `jobs` table of the order database.
+    Database,
+    /// Redis, fed by the transactional outbox.
+    Redis,
+}
+
+/// The queue that runs, once the configuration is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// The `jobs` table: accepted orders write their job row.
+    Database,
+    /// Redis: accepted orders write an outbox row that the relay pushes.
+    Redis,
+}
+
+impl QueueKind {
+    /// Name shown by `/health` and the logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Database => "database",
+            Self::Redis => "redis",
+        }
+    }
 }
 
 impl Default for QueueConfig {
@@ -81,11 +124,25 @@ impl Default for QueueConfig {
             batch_size: DEFAULT_BATCH,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff_base_ms: DEFAULT_BACKOFF_MS,
+            backend: QueueBackend::Auto,
         }
     }
 }
 
 impl QueueConfig {
+    /// The queue that runs with Redis at `redis_url` (empty: none); an error names what
+    /// is missing.
+    pub fn kind(&self, redis_url: &str) -> Result<QueueKind, String> {
+        let has_redis = !redis_url.trim().is_empty();
+        match (self.backend, has_redis) {
+            (QueueBackend::Auto, true) | (QueueBackend::Redis, true) => Ok(QueueKind::Redis),
+            (QueueBackend::Auto, false) | (QueueBackend::Database, _) => Ok(QueueKind::Database),
+            (QueueBackend::Redis, false) => Err(
+                "ORDERHOST_QUEUE=redis needs REDIS_URL (e.g. redis://127.0.0.1:6379)".to_owned(),
+            ),
+        }
+    }
+
     /// Delay before retry number `attempt` (1-based): exponential, capped, with ±25 %
     /// jitter so retries of a failed batch do not stampede together.
     pub fn backoff_ms(&self, attempt: u32) -> i64 {
@@ -120,6 +177,70 @@ pub struct Job {
     pub created_at: i64,
 }
 
+/// A job to enqueue with its order.
+#[derive(Debug, Clone, Copy)]
+pub struct NewJob<'a> {
+    /// The order it will process (one job per order).
+    pub order_id: &'a str,
+    /// Tenant.
+    pub tenant_id: &'a str,
+    /// Priority (higher first).
+    pub priority: i64,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// When it may run and its creation time, epoch ms.
+    pub now: i64,
+}
+
+/// Appends the enqueue of `jobs` to the order write's `chain`, so the jobs commit with
+/// their orders or not at all: their `jobs` rows on the database queue, their outbox rows
+/// (which the relay pushes to Redis) in Redis mode.
+pub fn enqueue_in<'q, P: WritePool>(
+    kind: QueueKind,
+    pool: &P,
+    chain: &mut Chain<'q, P::Db>,
+    jobs: &[NewJob<'_>],
+) {
+    match kind {
+        QueueKind::Database => db::enqueue_in(pool, chain, jobs),
+        QueueKind::Redis => outbox::insert_in(pool, chain, jobs, false),
+    }
+}
+
+/// Appends the re-queueing of an order's job to the write that puts the order back to
+/// PENDING (a dead-letter retry): the old `jobs` row gives way to a fresh one on the
+/// database queue; in Redis mode an outbox row is written, and its push revives the dead
+/// job with fresh attempts.
+pub fn requeue_in<'q, P: WritePool>(
+    kind: QueueKind,
+    pool: &P,
+    chain: &mut Chain<'q, P::Db>,
+    job: &NewJob<'_>,
+) {
+    match kind {
+        QueueKind::Database => {
+            let q = chain.statement("delete from jobs where ");
+            pool.push_any(q, "order_id", vec![job.order_id.to_owned()]);
+            db::enqueue_in(pool, chain, std::slice::from_ref(job));
+        }
+        QueueKind::Redis => outbox::insert_in(pool, chain, std::slice::from_ref(job), true),
+    }
+}
+
+/// Appends the acknowledgement of settled jobs to the settlement's `chain`: the database
+/// queue deletes their rows in the same commit; a Redis queue has nothing to write here
+/// (its jobs are acknowledged after the commit, [`JobQueue::acknowledge`]).
+pub fn acknowledge_in<'q, P: WritePool>(
+    kind: QueueKind,
+    pool: &P,
+    chain: &mut Chain<'q, P::Db>,
+    order_ids: Vec<String>,
+) {
+    if kind == QueueKind::Database {
+        db::acknowledge_in(pool, chain, order_ids);
+    }
+}
+
 /// A boxed future, for the object-safe trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -130,6 +251,9 @@ pub enum QueueError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    /// Redis failed or did not answer in time.
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 /// A job that exhausted its attempts.
@@ -146,8 +270,11 @@ pub struct DeadJob {
     pub attempts: i32,
     /// The last error.
     pub last_error: Option<String>,
-    /// When it died, epoch ms.
-    pub updated_at: i64,
+    /// When its first attempt started, epoch ms (`null` for a job that died before the
+    /// column existed).
+    pub first_attempt_at: Option<i64>,
+    /// When its last attempt failed and it died, epoch ms.
+    pub last_attempt_at: i64,
 }
 
 /// What the queue holds.
@@ -171,6 +298,9 @@ impl Depth {
 
 /// Where workers get jobs from, and where their outcome goes (see the module table).
 pub trait JobQueue: Send + Sync + 'static {
+    /// Which queue this is (what accepted orders write with their order).
+    fn kind(&self) -> QueueKind;
+
     /// Leases up to `max` jobs to `worker` until `now + lease`, and returns them highest
     /// priority first, FIFO within a priority.
     fn claim<'a>(
@@ -207,21 +337,17 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Drops the waiting job of a cancelled order; `false` when there was none.
     fn release<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>>;
 
-    /// One page of dead jobs, newest first, and how many there are.
-    fn dead(
-        &self,
+    /// One page of dead jobs (of `tenant`, or of every tenant), most recently dead
+    /// first, and how many there are.
+    fn dead<'a>(
+        &'a self,
+        tenant: Option<&'a str>,
         limit: i64,
         offset: i64,
-    ) -> BoxFuture<'_, Result<(Vec<DeadJob>, i64), QueueError>>;
+    ) -> BoxFuture<'a, Result<(Vec<DeadJob>, i64), QueueError>>;
 
-    /// Queues a dead job again with fresh attempts; `false` when it is not dead.
-    fn retry_dead<'a>(
-        &'a self,
-        order_id: &'a str,
-        now: i64,
-    ) -> BoxFuture<'a, Result<bool, QueueError>>;
-
-    /// Deletes a dead job; `false` when it is not dead.
+    /// Deletes a dead job; `false` when it is not dead. (A dead job is queued again by
+    /// [`requeue_in`], in the write that puts its order back to PENDING.)
     fn discard_dead<'a>(&'a self, order_id: &'a str) -> BoxFuture<'a, Result<bool, QueueError>>;
 
     /// Waiting jobs per priority, in flight, dead.
