@@ -29,6 +29,22 @@ async fn health_reports_every_dependency(backend: Backend) {
     }
     assert_eq!(health["policy"]["generation"], 1);
     assert_eq!(health["queueDepth"], 0);
+    // The queue: which one runs, waiting per priority, in flight, dead letters, and in
+    // Redis mode the outbox.
+    assert_eq!(health["queue"]["waiting"], serde_json::json!({}), "{health}");
+    assert_eq!(health["queue"]["inFlight"], 0);
+    assert_eq!(health["queue"]["deadLetters"], 0);
+    match backend {
+        Backend::Postgres => {
+            assert_eq!(health["queue"]["backend"], "redis");
+            assert_eq!(health["queue"]["outbox"]["unsent"], 0);
+            assert_eq!(health["queue"]["outbox"]["lagMs"], 0);
+        }
+        Backend::Sqlite => {
+            assert_eq!(health["queue"]["backend"], "database");
+            assert!(health["queue"].get("outbox").is_none(), "{health}");
+        }
+    }
     assert!(
         health["policy"]["components"].as_u64().unwrap() >= 4,
         "{health}"
@@ -48,6 +64,10 @@ async fn health_reports_every_dependency(backend: Backend) {
     assert_eq!(health["status"], "degraded");
     assert_eq!(health["checks"]["redis"]["status"], "down");
     assert!(!health.to_string().contains("s3cret"), "{health}");
+    // The Redis queue cannot be read; the outbox still can.
+    assert_eq!(health["queue"]["backend"], "redis");
+    assert!(health["queue"]["waiting"].is_null(), "{health}");
+    assert_eq!(health["queue"]["outbox"]["unsent"], 0);
     let ready = json_ok(
         degraded.get("/health/ready").await,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -34,6 +34,36 @@ pub struct HealthReport {
     pub policy: PolicyHealth,
     /// Jobs waiting or being processed (`null` when the queue cannot be read).
     pub queue_depth: Option<i64>,
+    /// The order queue.
+    pub queue: QueueHealth,
+}
+
+/// State of the order queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueHealth {
+    /// `database` or `redis`.
+    pub backend: &'static str,
+    /// Jobs waiting per priority (keys are priorities); `null` when the queue cannot be
+    /// read (Redis down).
+    pub waiting: Option<BTreeMap<i64, i64>>,
+    /// Jobs claimed by a worker and not settled yet.
+    pub in_flight: Option<i64>,
+    /// Jobs in the dead-letter queue.
+    pub dead_letters: Option<i64>,
+    /// Redis mode: accepted orders not handed to Redis yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<OutboxHealth>,
+}
+
+/// The outbox (Redis mode).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxHealth {
+    /// Rows not pushed yet (`null` when the database cannot be read).
+    pub unsent: Option<i64>,
+    /// Age of the oldest unsent row in ms (0 when empty).
+    pub lag_ms: Option<i64>,
 }
 
 /// State of the policy runtime.
@@ -111,12 +141,34 @@ async fn report(state: &AppState) -> HealthReport {
     } else {
         "degraded"
     };
+    let depth = tokio::time::timeout(PROBE_TIMEOUT, state.queue.depth())
+        .await
+        .ok()
+        .and_then(Result::ok);
+    let outbox = match state.relay {
+        Some(_) => {
+            let backlog = crate::queue::outbox::backlog(&state.store).await.ok();
+            let now = state.clock.now_ms();
+            Some(OutboxHealth {
+                unsent: backlog.map(|(n, _)| n),
+                lag_ms: backlog.map(|(_, oldest)| oldest.map_or(0, |t| (now - t).max(0))),
+            })
+        }
+        None => None,
+    };
     HealthReport {
         status,
         version: env!("CARGO_PKG_VERSION"),
         database_backend: state.store.backend(),
         checks,
-        queue_depth: state.queue.depth().await.ok().map(|d| d.total()),
+        queue_depth: depth.as_ref().map(|d| d.total()),
+        queue: QueueHealth {
+            backend: state.queue.kind().as_str(),
+            waiting: depth.as_ref().map(|d| d.waiting.clone()),
+            in_flight: depth.as_ref().map(|d| d.in_flight),
+            dead_letters: depth.as_ref().map(|d| d.dead),
+            outbox,
+        },
         policy: PolicyHealth {
             generation: state.policy.snapshot().generation,
             components: state.policy.registry().all().len(),
