@@ -31,7 +31,11 @@ async fn health_reports_every_dependency(backend: Backend) {
     assert_eq!(health["queueDepth"], 0);
     // The queue: which one runs, waiting per priority, in flight, dead letters, and in
     // Redis mode the outbox.
-    assert_eq!(health["queue"]["waiting"], serde_json::json!({}), "{health}");
+    assert_eq!(
+        health["queue"]["waiting"],
+        serde_json::json!({}),
+        "{health}"
+    );
     assert_eq!(health["queue"]["inFlight"], 0);
     assert_eq!(health["queue"]["deadLetters"], 0);
     match backend {
