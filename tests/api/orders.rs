@@ -26,6 +26,7 @@ backend_tests!(
     vip_orders_jump_the_queue,
     a_hot_sku_under_concurrency_keeps_every_invariant,
     a_dead_workers_job_is_redelivered_once,
+    a_job_whose_burial_was_lost_is_buried_when_it_comes_back,
     a_database_fault_is_retried_then_the_order_fails_holding_nothing,
 );
 
@@ -737,6 +738,63 @@ async fn a_dead_workers_job_is_redelivered_once(backend: Backend) {
             .await,
         1
     );
+}
+
+/// The worker that failed an order `RETRIES_EXHAUSTED` died (or lost Redis) before
+/// burying its job: when the lease ends the job comes back, and it is buried then, so the
+/// dead-letter queue lists every order that ran out of attempts.
+async fn a_job_whose_burial_was_lost_is_buried_when_it_comes_back(backend: Backend) {
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    let (_, a) = app.seed_product(None, "A", 100, 10).await;
+    let token = customer(&app, "hal@example.com", false).await;
+    let order = json_ok(
+        place(
+            &app,
+            &token,
+            &json!({ "lines": [{ "stockId": a, "quantity": 2 }] }),
+        )
+        .await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.outbox_drained().await;
+    let now = orderhost::clock::Clock::now_ms(&app.clock);
+    assert_eq!(
+        app.state
+            .queue
+            .claim("doomed", now, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The doomed worker's last step before dying: the order failed, the job not buried.
+    app.exec(&format!(
+        "update orders set status = 'FAILED', reason = 'RETRIES_EXHAUSTED' where id = '{id}'"
+    ))
+    .await;
+    assert_eq!(app.state.queue.dead(None, 10, 0).await.unwrap().1, 0);
+    app.advance(app.state.config.queue.lease_ms + 1);
+    let report = run_once(&app.state, "alive").await.unwrap();
+    assert_eq!((report.claimed, report.confirmed, report.failed), (1, 0, 0));
+    let (dead, total) = app.state.queue.dead(None, 10, 0).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(dead[0].order_id, id);
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("RETRIES_EXHAUSTED"),
+        "{dead:?}"
+    );
+    let depth = app.state.queue.depth().await.unwrap();
+    assert_eq!((depth.total(), depth.dead), (0, 1), "{depth:?}");
+    assert_eq!(app.stock(&a).await, (10, 0, 10), "holds no stock");
+    // Nothing comes back again.
+    app.advance(app.state.config.queue.lease_ms + 1);
+    assert_eq!(run_once(&app.state, "alive").await.unwrap().claimed, 0);
 }
 
 async fn a_database_fault_is_retried_then_the_order_fails_holding_nothing(backend: Backend) {

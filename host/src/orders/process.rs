@@ -37,6 +37,10 @@ pub enum Settled {
     Failed(String),
     /// The order was already settled (redelivery or cancellation): nothing changed.
     Skipped,
+    /// The order is FAILED `RETRIES_EXHAUSTED` but its job came back: the worker that
+    /// failed it died (or lost Redis) before burying the job. It is buried now, so the
+    /// dead-letter queue lists every order that ran out of attempts.
+    Exhausted,
 }
 
 /// Counts of one pass.
@@ -82,7 +86,7 @@ pub async fn process_claimed(
     match settle(state, jobs).await {
         Ok(outcomes) => {
             tally(&mut report, &outcomes);
-            state.queue.acknowledge(jobs).await?;
+            finish(state, worker, jobs, &outcomes).await?;
         }
         Err(batch_error) => {
             tracing::warn!(error = %batch_error, jobs = jobs.len(), "batch failed; settling its jobs one by one");
@@ -90,7 +94,7 @@ pub async fn process_claimed(
                 match settle(state, std::slice::from_ref(job)).await {
                     Ok(outcomes) => {
                         tally(&mut report, &outcomes);
-                        state.queue.acknowledge(std::slice::from_ref(job)).await?;
+                        finish(state, worker, std::slice::from_ref(job), &outcomes).await?;
                     }
                     Err(error) => {
                         if give_up_or_retry(state, worker, job, &error.to_string()).await? {
@@ -107,6 +111,33 @@ pub async fn process_claimed(
     Ok(report)
 }
 
+/// After a settlement committed: acknowledges the jobs, and buries those whose order had
+/// already run out of attempts.
+async fn finish(
+    state: &WorkerContext,
+    worker: &str,
+    jobs: &[Job],
+    outcomes: &[Settled],
+) -> Result<(), QueueError> {
+    let (exhausted, done): (Vec<(&Job, &Settled)>, Vec<(&Job, &Settled)>) = jobs
+        .iter()
+        .zip(outcomes)
+        .partition(|(_, outcome)| **outcome == Settled::Exhausted);
+    if exhausted.is_empty() {
+        return state.queue.acknowledge(jobs).await;
+    }
+    let done: Vec<Job> = done.into_iter().map(|(job, _)| job.clone()).collect();
+    state.queue.acknowledge(&done).await?;
+    let now = state.clock.now_ms();
+    for (job, _) in exhausted {
+        let error = "redelivered after its order failed RETRIES_EXHAUSTED; buried again";
+        if state.queue.bury(worker, job, error, now).await? {
+            tracing::warn!(order = %job.order_id, "a dead job had been redelivered; buried");
+        }
+    }
+    Ok(())
+}
+
 fn tally(report: &mut PassReport, outcomes: &[Settled]) {
     for outcome in outcomes {
         match outcome {
@@ -120,7 +151,7 @@ fn tally(report: &mut PassReport, outcomes: &[Settled]) {
                 metrics::counter!("orderhost_orders_settled_total", "status" => "FAILED", "reason" => reason.clone())
                     .increment(1);
             }
-            Settled::Skipped => {}
+            Settled::Skipped | Settled::Exhausted => {}
         }
     }
 }
@@ -128,6 +159,8 @@ fn tally(report: &mut PassReport, outcomes: &[Settled]) {
 #[derive(sqlx::FromRow)]
 struct BatchLine {
     order_id: String,
+    status: String,
+    reason: Option<String>,
     stock_id: Option<String>,
     quantity: Option<i64>,
 }
@@ -153,16 +186,25 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         // actually settled, not when it started waiting for SQLite's single writer.
         let now = state.clock.now_ms();
         let mut pending = std::collections::HashSet::new();
+        let mut exhausted = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
-        // The orders still PENDING (locked against a concurrent cancel on PostgreSQL)
-        // with their lines, in one statement.
+        // The jobs' orders (locked against a concurrent cancel on PostgreSQL) with the
+        // lines of those still PENDING, in one statement.
         let mut q = sqlx::QueryBuilder::new(
-            "select o.id as order_id, l.stock_id, l.quantity from orders o \
-             left join order_lines l on l.order_id = o.id where o.status = 'PENDING' and ",
+            "select o.id as order_id, o.status, o.reason, l.stock_id, l.quantity from orders o \
+             left join order_lines l on l.order_id = o.id and o.status = 'PENDING' where ",
         );
         pool.push_any(&mut q, "o.id", jobs.iter().map(|job| job.order_id.clone()).collect());
         q.push(" order by o.id, l.line_no ").push(pool.for_update_of("o"));
         for row in q.build_query_as::<BatchLine>().fetch_all(&mut *tx).await? {
+            if row.status != OrderStatus::Pending.as_str() {
+                if row.status == OrderStatus::Failed.as_str()
+                    && row.reason.as_deref() == Some("RETRIES_EXHAUSTED")
+                {
+                    exhausted.insert(row.order_id);
+                }
+                continue;
+            }
             pending.insert(row.order_id.clone());
             if let (Some(stock_id), Some(quantity)) = (row.stock_id, row.quantity) {
                 lines.entry(row.order_id).or_default().push((stock_id, quantity));
@@ -188,7 +230,11 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         let mut totals: std::collections::BTreeMap<String, i64> = Default::default();
         for job in jobs {
             if !pending.contains(&job.order_id) {
-                outcomes.push(Settled::Skipped);
+                outcomes.push(if exhausted.contains(&job.order_id) {
+                    Settled::Exhausted
+                } else {
+                    Settled::Skipped
+                });
                 continue;
             }
             let mut need: std::collections::BTreeMap<&str, i64> = Default::default();
@@ -226,7 +272,7 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         let settled: Vec<(&Job, &Settled)> = jobs
             .iter()
             .zip(&outcomes)
-            .filter(|(_, o)| **o != Settled::Skipped)
+            .filter(|(_, o)| !matches!(o, Settled::Skipped | Settled::Exhausted))
             .collect();
         let status_of = |outcome: &Settled| match outcome {
             Settled::Failed(reason) => (OrderStatus::Failed.as_str(), Some(reason.clone())),
@@ -284,7 +330,14 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
             ]);
         }
         // Settled: the jobs are acknowledged in the same chain.
-        queue::acknowledge_in(state.queue.kind(), pool, &mut chain, jobs.iter().map(|job| job.order_id.clone()).collect());
+        // (An exhausted order's job stays, to be buried after the commit.)
+        let acknowledged = jobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o != Settled::Exhausted)
+            .map(|(job, _)| job.order_id.clone())
+            .collect();
+        queue::acknowledge_in(state.queue.kind(), pool, &mut chain, acknowledged);
         // Last, so its row count is what the chain returns: every stock row's reservation
         // in one statement. The guard `available >= qty` still backs the decision made
         // above under the rows' locks: if it ever refuses a row, the transaction fails
