@@ -119,17 +119,17 @@ async fn finish(
     jobs: &[Job],
     outcomes: &[Settled],
 ) -> Result<(), QueueError> {
-    let (exhausted, done): (Vec<(&Job, &Settled)>, Vec<(&Job, &Settled)>) = jobs
-        .iter()
-        .zip(outcomes)
-        .partition(|(_, outcome)| **outcome == Settled::Exhausted);
-    if exhausted.is_empty() {
+    if !outcomes.contains(&Settled::Exhausted) {
         return state.queue.acknowledge(jobs).await;
     }
-    let done: Vec<Job> = done.into_iter().map(|(job, _)| job.clone()).collect();
+    let pairs = || jobs.iter().zip(outcomes);
+    let done: Vec<Job> = pairs()
+        .filter(|(_, o)| **o != Settled::Exhausted)
+        .map(|(job, _)| job.clone())
+        .collect();
     state.queue.acknowledge(&done).await?;
     let now = state.clock.now_ms();
-    for (job, _) in exhausted {
+    for (job, _) in pairs().filter(|(_, o)| **o == Settled::Exhausted) {
         let error = "redelivered after its order failed RETRIES_EXHAUSTED; buried again";
         if state.queue.bury(worker, job, error, now).await? {
             tracing::warn!(order = %job.order_id, "a dead job had been redelivered; buried");
