@@ -1,7 +1,8 @@
 //! The command line: `serve`, `worker`, `migrate`, `user create`, `tenant create`,
-//! `catalog import`, `backup`, `restore`, and the operator plane against a running server
-//! (`component`, `bind`, `rollback`, `bindings`; in [`ops`]). Every option of the local
-//! commands has an environment variable and a default, so `orderhost serve` needs nothing.
+//! `catalog import`, `backup`, `restore`, `queue resync`, and the operator plane against a
+//! running server (`component`, `bind`, `rollback`, `bindings` in [`ops`]; `queue dead` in
+//! [`queue`]). Every option of the local commands has an environment variable and a
+//! default, so `orderhost serve` needs nothing.
 
 pub mod ops;
 pub mod queue;
@@ -66,7 +67,8 @@ pub enum Command {
     /// Show a tenant's effective bindings or their history on a running server.
     #[command(subcommand)]
     Bindings(ops::BindingsCommand),
-    /// The order queue: resync PENDING orders into it.
+    /// The order queue: resync PENDING orders into it; list, retry and discard dead
+    /// letters on a running server.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
 }
@@ -175,6 +177,9 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Bind(args) => return Ok(ops::bind(args).await?),
         Command::Rollback(args) => return Ok(ops::rollback(args).await?),
         Command::Bindings(command) => return Ok(ops::bindings(command).await?),
+        Command::Queue(queue::QueueCommand::Dead(command)) => {
+            return Ok(queue::dead(command).await?);
+        }
         command => Cli { command, ..cli },
     };
     let _guards = crate::observability::init(&cli.log)?;

@@ -8,6 +8,7 @@ mod auth;
 mod bindings;
 mod catalog;
 mod cli;
+mod dead_letters;
 mod durability;
 mod hardening;
 mod health_docs;

@@ -36,7 +36,7 @@ async fn orderhost(app: &TestApp, token: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a command that must succeed; its stdout.
-async fn ok(app: &TestApp, token: &str, args: &[&str]) -> String {
+pub(crate) async fn ok(app: &TestApp, token: &str, args: &[&str]) -> String {
     let output = orderhost(app, token, args).await;
     assert!(
         output.status.success(),
@@ -49,7 +49,7 @@ async fn ok(app: &TestApp, token: &str, args: &[&str]) -> String {
 }
 
 /// Runs a command that must fail with exit code 1; its stderr.
-async fn fails(app: &TestApp, token: &str, args: &[&str]) -> String {
+pub(crate) async fn fails(app: &TestApp, token: &str, args: &[&str]) -> String {
     let output = orderhost(app, token, args).await;
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");

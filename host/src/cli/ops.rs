@@ -253,14 +253,14 @@ pub enum OpsError {
 }
 
 /// An HTTP client for one server and token.
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: url::Url,
     token: String,
 }
 
 impl Client {
-    fn new(server: &Server) -> Result<Self, OpsError> {
+    pub(crate) fn new(server: &Server) -> Result<Self, OpsError> {
         let base = url::Url::parse(&server.url)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
@@ -273,7 +273,7 @@ impl Client {
     }
 
     /// The URL of these path segments (each percent-encoded) and query pairs.
-    fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> url::Url {
+    pub(crate) fn url(&self, segments: &[&str], query: &[(&str, Option<String>)]) -> url::Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
             .expect("checked in new")
@@ -291,7 +291,7 @@ impl Client {
 
     /// Sends a request; a success's JSON body (`Null` when empty) with its status, or the
     /// error envelope as [`OpsError::Api`].
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url: url::Url,
@@ -338,8 +338,11 @@ impl Client {
     }
 }
 
-enum Body {
+/// A request body.
+pub(crate) enum Body {
+    /// JSON.
     Json(Value),
+    /// A component's bytes.
     Wasm(Vec<u8>),
 }
 
@@ -577,7 +580,7 @@ pub async fn bindings(command: BindingsCommand) -> Result<(), OpsError> {
 }
 
 /// Prints the server's JSON (`--json`) or the human rendering of it.
-fn print(server: &Server, value: &Value, human: impl FnOnce(&Value) -> String) {
+pub(crate) fn print(server: &Server, value: &Value, human: impl FnOnce(&Value) -> String) {
     if server.json {
         println!(
             "{}",
@@ -589,7 +592,7 @@ fn print(server: &Server, value: &Value, human: impl FnOnce(&Value) -> String) {
 }
 
 /// A JSON value as a table cell: strings bare, null as `-`.
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -624,14 +627,16 @@ fn who(entry: &Value) -> String {
     }
 }
 
-fn items(page: &Value) -> &[Value] {
+/// The items of a page.
+pub(crate) fn items(page: &Value) -> &[Value] {
     page["items"]
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default()
 }
 
-fn page_footer(page: &Value) -> String {
+/// A note when the page does not show every item.
+pub(crate) fn page_footer(page: &Value) -> String {
     let shown = items(page).len();
     let total = page["total"].as_i64().unwrap_or(shown as i64);
     if total as usize > shown {
@@ -702,7 +707,8 @@ fn change_lines(v: &Value) -> String {
     ])
 }
 
-fn key_values(lines: &[(&str, String)]) -> String {
+/// Aligned `key: value` lines.
+pub(crate) fn key_values(lines: &[(&str, String)]) -> String {
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     lines
         .iter()
@@ -711,7 +717,7 @@ fn key_values(lines: &[(&str, String)]) -> String {
 }
 
 /// An aligned table: columns as wide as their widest cell (in characters).
-fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

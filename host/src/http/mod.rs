@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::registry::fanout::router())
         .merge(crate::catalog::router())
         .merge(crate::orders::router())
+        .merge(crate::queue::dead_letters::router())
         .merge(health::router());
     let (routes, openapi) = api.split_for_parts();
     let routes = routes.route("/metrics", axum::routing::get(metrics));

@@ -4,6 +4,8 @@
 //! Lifecycle: `PENDING` (accepted, priced, queued) → `CONFIRMED` (stock reserved for every
 //! line) or `FAILED` (with a reason: `OUT_OF_STOCK`, `PRODUCT_INACTIVE`,
 //! `RETRIES_EXHAUSTED`); `PENDING` or `CONFIRMED` → `CANCELLED` (reserved stock released).
+//! A dead letter's order (FAILED `RETRIES_EXHAUSTED`) goes back to `PENDING` when an admin
+//! retries it, or stays FAILED with `DISCARDED` (see `queue::dead_letters`).
 
 /// Appends a status change to `order_events` (a macro: the executor is a different
 /// concrete type per backend). Single-row: batch settlement and the order writer insert
@@ -23,6 +25,8 @@ macro_rules! record_event {
         .await
     };
 }
+// The dead-letter service (`queue::dead_letters`) records its status changes with it too.
+pub(crate) use record_event;
 
 mod place;
 pub mod process;
@@ -238,7 +242,7 @@ pub struct OrderView {
     pub id: String,
     /// Status.
     pub status: OrderStatus,
-    /// Why it failed (`OUT_OF_STOCK`, `PRODUCT_INACTIVE`, `RETRIES_EXHAUSTED`).
+    /// Why it failed (`OUT_OF_STOCK`, `PRODUCT_INACTIVE`, `RETRIES_EXHAUSTED`, `DISCARDED`).
     pub reason: Option<String>,
     /// Queue priority (higher is processed first).
     pub priority: i64,

@@ -17,6 +17,7 @@
 //! code does not know which one runs.
 
 pub mod db;
+pub mod dead_letters;
 pub mod outbox;
 pub mod redis;
 pub use db::DbQueue;
