@@ -18,6 +18,7 @@ mod orders;
 mod r#override;
 mod policy;
 mod queue;
+mod redis_faults;
 mod registry;
 mod replicas;
 mod users;
