@@ -460,7 +460,8 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
         tokio::select! {
             () = notified => {}
             () = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
+            // A dropped sender (its owner is gone) means stop as well.
+            changed = stop.changed() => if changed.is_err() { break; }
         }
     }
     tracing::info!(%worker, "order worker stopped");

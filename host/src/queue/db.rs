@@ -49,6 +49,36 @@ pub fn enqueue_in<'q, P: WritePool>(pool: &P, chain: &mut Chain<'q, P::Db>, jobs
     );
 }
 
+/// Appends the re-queueing of `job` (see [`super::requeue_in`]): its row, dead or gone,
+/// is queued with fresh attempts; its acceptance time stays.
+pub fn requeue_in<'q, P: WritePool>(pool: &P, chain: &mut Chain<'q, P::Db>, job: &NewJob<'_>) {
+    let q = chain.statement(
+        "insert into jobs (id, tenant_id, order_id, priority, status, attempts, max_attempts, run_at, \
+         created_at, updated_at) ",
+    );
+    pool.push_rows(
+        q,
+        vec![
+            Col::text([uuid::Uuid::now_v7().to_string()]),
+            Col::text([job.tenant_id]),
+            Col::text([job.order_id]),
+            Col::int([job.priority]),
+            Col::text(["queued"]),
+            Col::int([0]),
+            Col::int([i64::from(job.max_attempts)]),
+            Col::int([job.now]),
+            Col::int([job.now]),
+            Col::int([job.now]),
+        ],
+    );
+    // `where true`: SQLite's upsert needs it after a `select … from`.
+    q.push(
+        " where true on conflict (order_id) do update set status = 'queued', attempts = 0, \
+         max_attempts = excluded.max_attempts, run_at = excluded.run_at, lease_until = null, \
+         leased_by = null, last_error = null, first_attempt_at = null, updated_at = excluded.updated_at",
+    );
+}
+
 /// Appends the acknowledgement of the jobs of `order_ids` to the settlement's `chain`: a
 /// settled job is deleted (the order row and its events are the record).
 pub fn acknowledge_in<'q, P: WritePool>(

@@ -209,16 +209,6 @@ async fn retry_dead_letter(
         .execute(&mut *tx)
         .await?;
         record_event!(&mut *tx, &order.id, &order.tenant_id, OrderStatus::Pending, Some(RETRIED), now)?;
-        if kind == QueueKind::Database {
-            // `requeue_in` deletes the old row and inserts the new one in one chain, which
-            // PostgreSQL runs as ONE statement sharing a snapshot: the insert would meet
-            // the old row's key (`jobs` is keyed by order). Gone first, in its own
-            // statement, the chain's delete finds nothing.
-            sqlx::query("delete from jobs where order_id = $1")
-                .bind(&order.id)
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut chain = pool.chain();
         super::requeue_in(kind, pool, &mut chain, &NewJob {
             order_id: &order.id,

@@ -8,9 +8,10 @@
 //! | [`JobQueue::claim`] | a worker wants work | no: leases jobs, highest priority first, FIFO within a priority (creation time, then the time-ordered id); a job whose worker died is claimable again once its lease runs out |
 //! | [`JobQueue::acknowledge`] | after a settlement committed | no (nothing to do on the database queue) |
 //! | [`JobQueue::retry_later`] | a transient failure | no: back to the queue at `run_at`, with its last error |
-//! | [`JobQueue::bury`] | the last attempt failed | no: dead, with its last error — the order is failed first, so a crash in between only redelivers a job whose order is final |
+//! | [`JobQueue::bury`] | the last attempt failed | no: dead, with its last error — the order is failed first, so a crash in between only redelivers a job whose order is final, and that job is buried then |
 //! | [`JobQueue::release`] | an order was cancelled | no: the job goes; if this fails, the job is claimed later and skipped (its order is no longer PENDING) |
-//! | [`JobQueue::dead`], [`JobQueue::retry_dead`], [`JobQueue::discard_dead`] | operators | no |
+//! | [`requeue_in`] | a dead-letter retry puts the order back to PENDING | **yes**: in that write |
+//! | [`JobQueue::dead`], [`JobQueue::discard_dead`] | operators | no |
 //! | [`JobQueue::depth`] | health, metrics | no: waiting jobs per priority, and in flight |
 //!
 //! The Redis queue (Redis mode) implements [`JobQueue`] next to [`db::DbQueue`]; the order
@@ -209,9 +210,10 @@ pub fn enqueue_in<'q, P: WritePool>(
 }
 
 /// Appends the re-queueing of an order's job to the write that puts the order back to
-/// PENDING (a dead-letter retry): the old `jobs` row gives way to a fresh one on the
-/// database queue; in Redis mode an outbox row is written, and its push revives the dead
-/// job with fresh attempts.
+/// PENDING (a dead-letter retry): on the database queue the order's `jobs` row is queued
+/// again with fresh attempts (an upsert: one statement, as a chain on PostgreSQL shares one
+/// snapshot), keeping its place in line (its acceptance time), as the Redis queue does; in
+/// Redis mode an outbox row is written, and its push revives the dead job.
 pub fn requeue_in<'q, P: WritePool>(
     kind: QueueKind,
     pool: &P,
@@ -219,11 +221,7 @@ pub fn requeue_in<'q, P: WritePool>(
     job: &NewJob<'_>,
 ) {
     match kind {
-        QueueKind::Database => {
-            let q = chain.statement("delete from jobs where ");
-            pool.push_any(q, "order_id", vec![job.order_id.to_owned()]);
-            db::enqueue_in(pool, chain, std::slice::from_ref(job));
-        }
+        QueueKind::Database => db::requeue_in(pool, chain, job),
         QueueKind::Redis => outbox::insert_in(pool, chain, std::slice::from_ref(job), true),
     }
 }

@@ -260,9 +260,18 @@ pub async fn run_relay(relay: Relay, mut stop: watch::Receiver<bool>) {
         let wake = relay.wake.clone();
         let notified = wake.notified();
         let pushed = match relay.run_once().await {
+            // Nothing was due: after a failure, only a PING says whether Redis is back
+            // (the postponed rows are not due yet).
+            Ok(0) if failures > 0 => {
+                if relay.queue.ping().await.is_ok() {
+                    tracing::info!("outbox relay: Redis answers again");
+                    failures = 0;
+                }
+                0
+            }
             Ok(n) => {
                 if failures > 0 {
-                    tracing::info!("outbox relay pushing again");
+                    tracing::info!(rows = n, "outbox relay pushing again");
                 }
                 failures = 0;
                 n
@@ -293,7 +302,8 @@ pub async fn run_relay(relay: Relay, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             () = notified, if failures == 0 => {}
             () = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
+            // A dropped sender (its owner is gone) means stop as well.
+            changed = stop.changed() => if changed.is_err() { break; }
         }
     }
     tracing::info!("outbox relay stopped");
