@@ -226,6 +226,15 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(60..)
     )]
     pub idempotency_ttl_secs: u64,
+    /// How long each order's decision log (`GET /order/{id}/decision`) is kept, in days
+    /// (1 – 3 650); the workers delete older ones.
+    #[arg(
+        long,
+        env = "ORDERHOST_DECISION_RETENTION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=3_650)
+    )]
+    pub decision_retention_days: u32,
     /// Failed logins per account within the window before the account is throttled.
     #[arg(long, env = "ORDERHOST_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
@@ -263,6 +272,7 @@ impl Default for Config {
             workers: 1,
             queue: crate::queue::QueueConfig::default(),
             idempotency_ttl_secs: 24 * 3600,
+            decision_retention_days: 30,
             login_max_failures: 5,
             login_ip_max_failures: 20,
             login_window_secs: 900,
@@ -330,6 +340,11 @@ impl Config {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
+    }
+
+    /// How long an order's decision log is kept, ms.
+    pub fn decision_retention_ms(&self) -> i64 {
+        i64::from(self.decision_retention_days) * 86_400_000
     }
 
     /// How long an idempotency key is honoured, in ms.

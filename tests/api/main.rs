@@ -9,6 +9,7 @@ mod bindings;
 mod catalog;
 mod cli;
 mod dead_letters;
+mod decisions;
 mod durability;
 mod hardening;
 mod health_docs;

@@ -28,6 +28,7 @@ macro_rules! record_event {
 // The dead-letter service (`queue::dead_letters`) records its status changes with it too.
 pub(crate) use record_event;
 
+pub mod decision;
 mod place;
 pub mod process;
 pub mod reader;
@@ -59,7 +60,9 @@ pub async fn sweep_expired_keys(
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    place::router().merge(routes::router())
+    place::router()
+        .merge(routes::router())
+        .merge(decision::router())
 }
 
 /// Why the order store could not serve a placement.

@@ -434,6 +434,16 @@ async fn insert_order(
         None => None,
     };
     let max_attempts = i32::try_from(state.config.queue.max_attempts).unwrap_or(5);
+    let decision_log: std::sync::Arc<str> =
+        serde_json::to_string(&super::decision::DecisionLog::of(
+            &id,
+            now,
+            &decision.evaluation,
+            &decision.quote,
+            decision.priority,
+        ))
+        .map_err(ApiError::internal)?
+        .into();
     state
         .order_writer
         .write(super::writer::NewOrder {
@@ -442,8 +452,10 @@ async fn insert_order(
             lines,
             max_attempts,
             idempotency,
+            decision: decision_log.clone(),
         })
         .await?;
+    super::decision::export(&decision_log, &view.id, &decision.ctx.tenant);
     tracing::debug!(order = %view.id, total = view.total, priority = view.priority, "order written");
     match &state.relay {
         // Redis mode: the relay pushes the outbox row, then wakes the workers.

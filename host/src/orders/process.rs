@@ -438,6 +438,13 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
                 Ok(n) => tracing::info!(keys = n, "expired idempotency keys swept"),
                 Err(error) => tracing::warn!(%error, "sweeping idempotency keys failed"),
             }
+            let now = state.clock.now_ms();
+            let retention = state.config.decision_retention_ms();
+            match super::decision::sweep_expired(&state.store, now, retention).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(decisions = n, "decision logs past retention deleted"),
+                Err(error) => tracing::warn!(%error, "sweeping decision logs failed"),
+            }
         }
         let wake = state.work.clone();
         let notified = wake.notified();

@@ -35,6 +35,8 @@ pub struct NewOrder {
     pub max_attempts: i32,
     /// The client's idempotency key, settled with the order.
     pub idempotency: Option<idempotency::Done>,
+    /// The decision log (JSON, `orders::decision`).
+    pub decision: std::sync::Arc<str>,
 }
 
 /// Handle to the writer task.
@@ -158,6 +160,14 @@ async fn write_group(
             text(|_| "PENDING"),
             Col::Text(vec![None; orders.len()]),
             int(|n| n.order.created_at),
+            int(|n| n.order.created_at),
+        ]);
+
+        let q = chain.statement("insert into order_decisions (order_id, tenant_id, decision, created_at) ");
+        pool.push_rows(q, vec![
+            text(|n| &n.order.id),
+            text(|n| &n.order.tenant_id),
+            text(|n| &n.decision),
             int(|n| n.order.created_at),
         ]);
 

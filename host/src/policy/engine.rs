@@ -64,7 +64,9 @@ impl Default for Limits {
 }
 
 /// Why a call failed. Each names its cause the way operators search for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub enum FaultKind {
     /// Ran out of fuel.
     InstructionLimitExceeded,
@@ -407,6 +409,7 @@ impl PolicyEngine {
             .saturating_sub(store.get_fuel().unwrap_or(0));
         let peak_memory_bytes = store.data().peak_memory_bytes();
         store.data().flush_output();
+        let logs = store.data_mut().take_log_lines();
         let output = match result {
             Ok(output) => output,
             Err(err) => {
@@ -447,6 +450,7 @@ impl PolicyEngine {
             fuel_used,
             peak_memory_bytes,
             elapsed: started.elapsed(),
+            logs,
         })
     }
 }
@@ -485,4 +489,6 @@ pub struct CallOutcome {
     pub peak_memory_bytes: u64,
     /// Wall time of instantiation + call.
     pub elapsed: Duration,
+    /// What the component wrote with `host.log`.
+    pub logs: Vec<super::types::GuestLogLine>,
 }

@@ -21,7 +21,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
-    engine::{CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine, PolicyFault},
+    engine::{
+        CallOutcome, CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine, PolicyFault,
+    },
     manifest::{self, ManifestError, OnError},
     registry::{BUILTIN_VERSION, ComponentRegistry, standard_for},
     types::{Hook, HookOutput, OrderContext, PricingRefusal, Quote, Violation},
@@ -243,13 +245,25 @@ pub enum EvalMode {
 }
 
 /// A failure inside one hook, as reported.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultReport {
     /// The kind (`Timeout`, `Trap`, …).
     pub kind: FaultKind,
     /// What happened.
     pub detail: String,
+}
+
+/// Why a component served a hook (the order's decision log records it per hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServedBy {
+    /// The binding's component.
+    Stable,
+    /// An operator's `X-Policy-Override` chose it (quotes and evaluations only).
+    Override,
+    /// The bound component failed and the built-in answered (`on-error = "fallback"`).
+    Fallback,
 }
 
 /// What one hook did.
@@ -279,6 +293,17 @@ pub struct HookReport {
     /// The bound component's failure, when it fell back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<FaultReport>,
+    /// Why this component answered.
+    pub served_by: ServedBy,
+    /// SHA-256 of the configuration the component read (its canonical JSON).
+    pub config_sha256: String,
+    /// That configuration (kept for the decision log and exact replays; not in API
+    /// answers, which show only its hash).
+    #[serde(skip)]
+    pub config: Arc<BTreeMap<String, String>>,
+    /// What the component wrote with `host.log` (capped per call).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<super::types::GuestLogLine>,
 }
 
 /// The result of running a context through a tenant's bindings.
@@ -386,7 +411,7 @@ impl PolicyRuntime {
         ctx: &OrderContext,
     ) -> Result<HookOutput, PolicyFault> {
         self.call_checked(binding, ctx, hook)
-            .map(|(output, _, _)| output)
+            .map(|outcome| outcome.output)
     }
 
     /// An uploaded component compiled earlier for a binding.
@@ -528,28 +553,43 @@ impl PolicyRuntime {
         let overridden = binding.source == OVERRIDE_SOURCE;
         let started = Instant::now();
         match self.call_checked(binding, ctx, hook) {
-            Ok((output, fuel_used, peak)) => {
+            Ok(outcome) => {
                 tracing::debug!(
                     hook = hook.as_str(),
                     component = %binding.component.name,
                     version = %binding.component.version,
-                    fuel = fuel_used,
+                    fuel = outcome.fuel_used,
                     micros = started.elapsed().as_micros() as u64,
                     "hook evaluated"
                 );
-                let mut report = report(hook, binding, fuel_used, peak, started, None);
-                report.overridden = overridden;
-                Ok((output, report))
+                let served_by = if overridden {
+                    ServedBy::Override
+                } else {
+                    ServedBy::Stable
+                };
+                let output = outcome.output.clone();
+                Ok((
+                    output,
+                    report(hook, binding, outcome, started, None, served_by),
+                ))
             }
             Err(fault) if binding.on_error == OnError::Fallback => {
                 tracing::warn!(%fault, "policy call failed; falling back to the built-in");
                 let builtin = set.builtin(hook);
-                let (output, fuel_used, peak) = self.call_checked(builtin, ctx, hook)?;
+                let outcome = self.call_checked(builtin, ctx, hook)?;
                 let fault = FaultReport {
                     kind: fault.kind,
                     detail: fault.detail,
                 };
-                let mut report = report(hook, builtin, fuel_used, peak, started, Some(fault));
+                let output = outcome.output.clone();
+                let mut report = report(
+                    hook,
+                    builtin,
+                    outcome,
+                    started,
+                    Some(fault),
+                    ServedBy::Fallback,
+                );
                 report.overridden = overridden;
                 Ok((output, report))
             }
@@ -566,7 +606,7 @@ impl PolicyRuntime {
         binding: &Binding,
         ctx: &OrderContext,
         hook: Hook,
-    ) -> Result<(HookOutput, u64, u64), PolicyFault> {
+    ) -> Result<CallOutcome, PolicyFault> {
         let spec = CallSpec {
             tenant: &ctx.tenant,
             hook,
@@ -594,7 +634,7 @@ impl PolicyRuntime {
                     .record(outcome.fuel_used as f64);
                 metrics::histogram!("orderhost_policy_call_seconds", &labels)
                     .record(outcome.elapsed.as_secs_f64());
-                Ok((outcome.output, outcome.fuel_used, outcome.peak_memory_bytes))
+                Ok(outcome)
             }
             Err(fault) => {
                 let [hook_label, component_label] = labels;
@@ -616,23 +656,35 @@ impl PolicyRuntime {
 fn report(
     hook: Hook,
     binding: &Binding,
-    fuel_used: u64,
-    peak_memory_bytes: u64,
+    outcome: CallOutcome,
     started: Instant,
     fault: Option<FaultReport>,
+    served_by: ServedBy,
 ) -> HookReport {
     HookReport {
         hook,
         component: binding.component.id(),
         sha256: binding.component.sha256.clone(),
         revision: binding.revision,
-        fuel_used,
+        fuel_used: outcome.fuel_used,
         latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        peak_memory_bytes,
+        peak_memory_bytes: outcome.peak_memory_bytes,
         fell_back: fault.is_some(),
-        overridden: false,
+        overridden: served_by == ServedBy::Override,
         fault,
+        served_by,
+        config_sha256: config_sha256(&binding.config),
+        config: binding.config.clone(),
+        logs: outcome.logs,
     }
+}
+
+/// SHA-256 (hex) of a binding configuration's canonical JSON (keys sorted, as the map
+/// keeps them), so a decision names the exact configuration without showing it.
+pub fn config_sha256(config: &BTreeMap<String, String>) -> String {
+    use sha2::Digest as _;
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(&json))
 }
 
 /// What the host refuses to accept from a component whatever its binding says.

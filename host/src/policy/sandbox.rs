@@ -21,7 +21,7 @@ use wasmtime_wasi::{
     p2::{OutputStream, Pollable, StreamError},
 };
 
-use super::types::{Customer, GuestLogLevel, Hook, OrderContext, OrderLine};
+use super::types::{Customer, GuestLogLevel, GuestLogLine, Hook, OrderContext, OrderLine};
 
 /// Bytes of a component's stdout/stderr kept per call; the rest is dropped.
 pub const OUTPUT_CAP: usize = 16 * 1024;
@@ -49,6 +49,7 @@ pub(crate) struct CallState {
     config: Arc<BTreeMap<String, String>>,
     label: CallLabel,
     log_lines: u32,
+    kept_lines: Vec<GuestLogLine>,
 }
 
 impl CallState {
@@ -91,6 +92,7 @@ impl CallState {
             config,
             label,
             log_lines: 0,
+            kept_lines: Vec::new(),
         }
     }
 
@@ -122,6 +124,10 @@ impl CallState {
             return;
         }
         let message: String = message.chars().take(LOG_MESSAGE_CAP).collect();
+        self.kept_lines.push(GuestLogLine {
+            level,
+            message: message.clone(),
+        });
         let CallLabel {
             tenant,
             hook,
@@ -144,6 +150,11 @@ impl CallState {
                 tracing::error!(target: "orderhost::policy::guest", %tenant, %hook, %component, "{message}")
             }
         }
+    }
+
+    /// The `host.log` lines of the call (at most [`LOG_LINES_CAP`]).
+    pub(crate) fn take_log_lines(&mut self) -> Vec<GuestLogLine> {
+        std::mem::take(&mut self.kept_lines)
     }
 
     /// Writes what the component printed to the debug log, stdout first.

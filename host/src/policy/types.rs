@@ -231,7 +231,8 @@ pub enum HookOutput {
 }
 
 /// Log levels a component may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum GuestLogLevel {
     /// Trace.
     Trace,
@@ -352,4 +353,14 @@ mod tests {
             .collect();
         assert_eq!(ours, declared);
     }
+}
+
+/// A line a component wrote with `host.log` during one call (capped in count and length
+/// like the service's own log of it), kept for the order's decision log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, ToSchema)]
+pub struct GuestLogLine {
+    /// Level.
+    pub level: GuestLogLevel,
+    /// The message.
+    pub message: String,
 }
