@@ -10,6 +10,7 @@ mod catalog;
 mod cli;
 mod dead_letters;
 mod decisions;
+mod dry_run;
 mod durability;
 mod hardening;
 mod health_docs;

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::policy::router())
         .merge(crate::registry::router())
         .merge(crate::registry::bindings::router())
+        .merge(crate::registry::dryrun::router())
         .merge(crate::registry::fanout::router())
         .merge(crate::catalog::router())
         .merge(crate::orders::router())

@@ -711,6 +711,35 @@ fn check_output(output: &HookOutput, ctx: &OrderContext) -> Result<(), String> {
         HookOutput::Quote(Ok(quote)) => quote.check_against(ctx),
         HookOutput::Quote(Err(_)) | HookOutput::Priority(_) => Ok(()),
     }
+    /// One call of `hook` of `component` on `ctx` with `config` and `limits` and the
+    /// host's output checks, without the live metrics: a dry run's replays are not
+    /// traffic (synchronous: call from a blocking thread).
+    pub fn replay_call(
+        &self,
+        component: &CompiledComponent,
+        config: Arc<BTreeMap<String, String>>,
+        limits: Limits,
+        ctx: &OrderContext,
+        hook: Hook,
+    ) -> Result<CallOutcome, PolicyFault> {
+        let spec = CallSpec {
+            tenant: &ctx.tenant,
+            hook,
+            component,
+            config,
+            limits,
+        };
+        let outcome = self.engine.call(&spec, ctx)?;
+        check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
+            kind: FaultKind::InvalidOutput,
+            tenant: ctx.tenant.clone(),
+            hook,
+            component: component.id(),
+            detail,
+            fuel_used: outcome.fuel_used,
+        })?;
+        Ok(outcome)
+    }
 }
 
 fn builtin_binding(

@@ -1234,3 +1234,50 @@ async fn history(
         total,
     )))
 }
+
+/// For the modules that run a candidate beside a tenant's binding (the dry run in
+/// [`super::dryrun`]): `name@version` (or a range) resolved among the components the
+/// tenant sees and the built-ins, compiled through the same sha256 cache, and checked to
+/// export `hook`.
+pub(crate) async fn candidate(
+    state: &AppState,
+    tenant_id: &str,
+    spec: &str,
+    hook: Hook,
+) -> Result<Arc<CompiledComponent>, BindingError> {
+    let chosen = choose(&state.store, tenant_id, spec).await?;
+    let component = compiled(
+        &state.store,
+        &state.policy,
+        &chosen.name,
+        &chosen.version,
+        &chosen.sha256,
+    )
+    .await?;
+    if !component.serves(hook) {
+        return Err(BindingError::HookNotExported {
+            component: component.id(),
+            export: hook.export(),
+            serves: component.hooks(),
+        });
+    }
+    Ok(component)
+}
+
+/// A candidate's config and limits, parsed and bounded like a binding's (the tenant's
+/// limit ceilings included).
+pub(crate) async fn candidate_settings(
+    store: &Store,
+    tenant_id: &str,
+    config: Option<serde_json::Map<String, serde_json::Value>>,
+    limits: Option<LimitsBody>,
+) -> Result<(Option<BTreeMap<String, String>>, Option<Limits>), ApiError> {
+    let config = config.map(parse_config).transpose()?;
+    let limits = limits.map(parse_limits).transpose()?;
+    if let Some(limits) = &limits
+        && let Some(problem) = super::ceilings::of(store, tenant_id).await?.refuse(limits)
+    {
+        return Err(BindingError::LimitsOutOfRange(problem).into());
+    }
+    Ok((config, limits))
+}

@@ -17,6 +17,7 @@
 
 pub mod bindings;
 pub mod ceilings;
+pub mod dryrun;
 pub mod fanout;
 mod routes;
 pub mod validate;
