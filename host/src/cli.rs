@@ -4,6 +4,7 @@
 //! [`queue`]). Every option of the local commands has an environment variable and a
 //! default, so `orderhost serve` needs nothing.
 
+pub mod dryrun;
 pub mod ops;
 pub mod queue;
 
@@ -67,6 +68,9 @@ pub enum Command {
     /// Show a tenant's effective bindings or their history on a running server.
     #[command(subcommand)]
     Bindings(ops::BindingsCommand),
+    /// Replay a tenant's stored orders through a hook's active binding and a candidate on
+    /// a running server, and print what would have changed.
+    DryRun(dryrun::DryRunArgs),
     /// The order queue: resync PENDING orders into it; list, retry and discard dead
     /// letters on a running server.
     #[command(subcommand)]
@@ -177,6 +181,7 @@ pub async fn main() -> anyhow::Result<()> {
         Command::Bind(args) => return Ok(ops::bind(args).await?),
         Command::Rollback(args) => return Ok(ops::rollback(args).await?),
         Command::Bindings(command) => return Ok(ops::bindings(command).await?),
+        Command::DryRun(args) => return Ok(dryrun::run(args).await?),
         Command::Queue(queue::QueueCommand::Dead(command)) => {
             return Ok(queue::dead(command).await?);
         }
@@ -237,7 +242,11 @@ pub async fn main() -> anyhow::Result<()> {
         }
         Command::User(UserCommand::Create(args)) => create_user(args).await,
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog::import::run(args).await,
-        Command::Component(_) | Command::Bind(_) | Command::Rollback(_) | Command::Bindings(_) => {
+        Command::Component(_)
+        | Command::Bind(_)
+        | Command::Rollback(_)
+        | Command::Bindings(_)
+        | Command::DryRun(_) => {
             unreachable!("handled before logging is set up")
         }
         Command::Tenant(TenantCommand::Create(args)) => {

@@ -296,6 +296,28 @@ async fn a_deeper_pricer_is_reported_against_hand_checked_orders(backend: Backen
     assert_eq!(report["processed"], 2);
     assert_eq!(report["priceDeltas"]["sum"], -100 - 23);
 
+    // The same through the CLI: a table, or the server's JSON.
+    let args = [
+        "dry-run",
+        "--tenant",
+        "default",
+        "--hook",
+        "pricing",
+        "--candidate",
+        "pricing-deeper@1.0.0",
+    ];
+    let table = crate::ops_cli::ok(&app, &f.admin, &args).await;
+    assert!(table.contains("sum -493"), "{table}");
+    assert!(table.contains("FAILED:OUT_OF_STOCK"), "{table}");
+    assert!(table.contains(&f.orders[4]), "{table}");
+    let json_args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
+    let run: Value =
+        serde_json::from_str(&crate::ops_cli::ok(&app, &f.admin, &json_args).await).unwrap();
+    assert_eq!(run["report"]["priceDeltas"]["sum"], -493);
+    let too_many: Vec<&str> = args.iter().copied().chain(["--orders", "100001"]).collect();
+    let refused = crate::ops_cli::fails(&app, &f.admin, &too_many).await;
+    assert!(refused.contains("ORDERS_OUT_OF_RANGE"), "{refused}");
+
     // Nothing was written to the orders.
     assert_eq!(orders_fingerprint(&app).await, before);
 }
