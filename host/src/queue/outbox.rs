@@ -6,11 +6,14 @@
 //! BullMQ job after the database write and left orders PENDING forever when that failed).
 //!
 //! A relay runs in every `serve` and `worker` process in Redis mode ([`run_relay`]). Each
-//! pass claims up to [`RELAY_BATCH`] due rows by moving their `next_try_at` past a short
-//! lease (`for update skip locked` on PostgreSQL, so relays in many processes take
-//! different rows, and a relay that dies mid-push leaves its rows to another once the
-//! lease ends), pushes them to Redis in ONE script call, and deletes them. A failed push
-//! moves the rows' `next_try_at` by an exponential backoff and keeps their last error.
+//! pass takes up to [`RELAY_BATCH`] due rows and pushes them to Redis in ONE script call.
+//! On PostgreSQL it deletes them (`for update skip locked`, so relays in many processes
+//! take different rows) in a transaction that commits after the push: a failed push, or a
+//! relay dying mid-push, rolls the delete back. On SQLite (one writer: a transaction held
+//! across a Redis call would stall every write) it claims them by moving `next_try_at` past
+//! a short lease and deletes them after the push; a relay that dies leaves them to another
+//! once the lease ends. A failed push moves the rows' `next_try_at` by an exponential
+//! backoff and keeps their last error.
 //! Delivery is at least once: a relay that dies between the push and the delete pushes
 //! again, and the push script ignores a job Redis already holds (and a job whose order is
 //! already settled is skipped by the worker), so a duplicate changes nothing.
@@ -132,21 +135,28 @@ fn push_backoff_ms(attempts: i32) -> i64 {
         .min(PUSH_BACKOFF_MAX_MS)
 }
 
-/// Puts rows whose push failed back for a later try, with the error.
+/// Puts rows whose push failed back for a later try, with the error. `counted`: whether
+/// the failed attempt is already in the rows' `attempts` (the lease claim counts it; the
+/// PostgreSQL relay's claim-by-delete, rolled back, does not).
 pub async fn postpone(
     store: &Store,
     rows: &[OutboxRow],
     now: i64,
     error: &str,
+    counted: bool,
 ) -> Result<(), sqlx::Error> {
     let error: String = error.chars().take(500).collect();
+    let bump = i32::from(!counted);
     with_pool!(store, pool => {
         let mut tx = pool.begin_write().await?;
         for row in rows {
-            sqlx::query("update outbox set next_try_at = $1, last_error = $2 where id = $3")
-                .bind(now + push_backoff_ms(row.attempts))
+            sqlx::query(
+                "update outbox set next_try_at = $1, last_error = $2, attempts = attempts + $4 where id = $3",
+            )
+                .bind(now + push_backoff_ms(row.attempts + bump))
                 .bind(&error)
                 .bind(&row.id)
+                .bind(bump)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -215,10 +225,53 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// One pass: claim due rows, push them, delete them (or postpone them on failure).
+    /// One pass: take due rows, push them, and they are gone (or postponed on failure).
     /// Returns how many rows it pushed.
+    ///
+    /// PostgreSQL: the rows are deleted (`for update skip locked`, so relays take
+    /// different rows) in a transaction that commits only after the push — one row write
+    /// per order, where a lease claim and a delete would be two; a failed push rolls the
+    /// delete back, a relay dying mid-push too (the push is then repeated: harmless).
+    /// SQLite (one writer: holding a transaction across a Redis call would stall every
+    /// writer) claims with a lease and deletes after the push.
     pub async fn run_once(&self) -> Result<usize, QueueError> {
         let now = self.clock.now_ms();
+        if let Store::Postgres(pool) = &self.store {
+            let mut tx = pool.begin().await.map_err(QueueError::from)?;
+            let mut rows = sqlx::query_as::<_, OutboxRow>(
+                "delete from outbox where id in (select id from outbox where next_try_at <= $1 \
+                 order by next_try_at, id limit $2 for update skip locked) \
+                 returning id, order_id, tenant_id, priority, max_attempts, kind, attempts, created_at",
+            )
+            .bind(now)
+            .bind(RELAY_BATCH)
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Ok(0);
+            }
+            rows.sort_by(|a, b| a.id.cmp(&b.id));
+            return match self.queue.push(&rows).await {
+                Ok(_added) => {
+                    tx.commit().await?;
+                    self.pushed(rows.len());
+                    Ok(rows.len())
+                }
+                Err(error) => {
+                    drop(tx);
+                    postpone(
+                        &self.store,
+                        &rows,
+                        self.clock.now_ms(),
+                        &error.to_string(),
+                        false,
+                    )
+                    .await?;
+                    metrics::counter!("orderhost_outbox_push_failures_total").increment(1);
+                    Err(error)
+                }
+            };
+        }
         let rows = claim(&self.store, now, RELAY_BATCH).await?;
         if rows.is_empty() {
             return Ok(0);
@@ -226,16 +279,28 @@ impl Relay {
         match self.queue.push(&rows).await {
             Ok(_added) => {
                 delete(&self.store, rows.iter().map(|r| r.id.clone()).collect()).await?;
-                metrics::counter!("orderhost_outbox_pushed_total").increment(rows.len() as u64);
-                self.work.notify_waiters();
+                self.pushed(rows.len());
                 Ok(rows.len())
             }
             Err(error) => {
-                postpone(&self.store, &rows, self.clock.now_ms(), &error.to_string()).await?;
+                postpone(
+                    &self.store,
+                    &rows,
+                    self.clock.now_ms(),
+                    &error.to_string(),
+                    true,
+                )
+                .await?;
                 metrics::counter!("orderhost_outbox_push_failures_total").increment(1);
                 Err(error)
             }
         }
+    }
+
+    /// After a push: counted, and this process's workers woken.
+    fn pushed(&self, rows: usize) {
+        metrics::counter!("orderhost_outbox_pushed_total").increment(rows as u64);
+        self.work.notify_waiters();
     }
 
     /// Exports the outbox's size and lag.

@@ -85,10 +85,11 @@ impl Scripts {
 }
 
 /// KEYS[1] = prefix; ARGV = groups of (order id, tenant, priority, max attempts,
-/// created at, member, kind). Returns how many jobs it added or revived.
+/// created at, member, kind). Returns how many jobs it added or revived. The depth hash is
+/// updated once per priority, not once per job.
 const PUSH: &str = r"
 local p = KEYS[1]
-local added = 0
+local added, depth, ready = 0, {}, {}
 for i = 1, #ARGV, 7 do
   local id, tenant, prio, max, created, member, kind =
     ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
@@ -97,25 +98,31 @@ for i = 1, #ARGV, 7 do
   if not state then
     redis.call('HSET', job, 'member', member, 'tenant', tenant, 'priority', prio,
       'attempts', 0, 'max_attempts', max, 'created_at', created, 'state', 'ready')
-    redis.call('ZADD', p .. ':ready', 0, member)
-    redis.call('HINCRBY', p .. ':depth', prio, 1)
+    table.insert(ready, 0)
+    table.insert(ready, member)
+    depth[prio] = (depth[prio] or 0) + 1
     added = added + 1
   elseif state == 'dead' and kind == 'retry' then
+    local f = redis.call('HMGET', job, 'tenant', 'member', 'priority')
     redis.call('ZREM', p .. ':dead', id)
-    redis.call('ZREM', p .. ':dead:' .. redis.call('HGET', job, 'tenant'), id)
+    redis.call('ZREM', p .. ':dead:' .. f[1], id)
     redis.call('HDEL', job, 'worker', 'last_error', 'first_attempt_at', 'last_attempt_at')
     redis.call('HSET', job, 'attempts', 0, 'max_attempts', max, 'state', 'ready')
-    redis.call('ZADD', p .. ':ready', 0, redis.call('HGET', job, 'member'))
-    redis.call('HINCRBY', p .. ':depth', redis.call('HGET', job, 'priority'), 1)
+    table.insert(ready, 0)
+    table.insert(ready, f[2])
+    depth[f[3]] = (depth[f[3]] or 0) + 1
     added = added + 1
   end
 end
+if #ready > 0 then redis.call('ZADD', p .. ':ready', unpack(ready)) end
+for prio, n in pairs(depth) do redis.call('HINCRBY', p .. ':depth', prio, n) end
 return added
 ";
 
 /// KEYS[1] = prefix; ARGV = now, lease deadline, worker, max, move-back cap. Returns
 /// groups of (order id, tenant, priority, attempts, max attempts, created at) in claim
-/// order.
+/// order. Per job one `HMGET` and one `HSET`; the ready set, the leased set and the depth
+/// hash are changed once per call.
 const CLAIM: &str = r"
 local p = KEYS[1]
 local now, lease, worker, max, cap = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -141,17 +148,26 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. ':leased', '-inf', now, 'LI
 end
 local out = {}
 if max < 1 then return out end
-for _, member in ipairs(redis.call('ZRANGE', p .. ':ready', 0, max - 1)) do
-  redis.call('ZREM', p .. ':ready', member)
+local members = redis.call('ZRANGE', p .. ':ready', 0, max - 1)
+if #members == 0 then return out end
+redis.call('ZREMRANGEBYRANK', p .. ':ready', 0, #members - 1)
+local leased, depth = {}, {}
+for _, member in ipairs(members) do
   local id = string.match(member, '[^:]+$')
   local job = p .. ':job:' .. id
-  local f = redis.call('HMGET', job, 'tenant', 'priority', 'max_attempts', 'created_at')
+  local f = redis.call('HMGET', job, 'tenant', 'priority', 'max_attempts', 'created_at', 'attempts')
   if f[1] then
-    local attempts = redis.call('HINCRBY', job, 'attempts', 1)
-    redis.call('HSET', job, 'state', 'leased', 'worker', worker, 'last_attempt_at', now)
-    redis.call('HSETNX', job, 'first_attempt_at', now)
-    redis.call('ZADD', p .. ':leased', lease, id)
-    redis.call('HINCRBY', p .. ':depth', f[2], -1)
+    local attempts = tonumber(f[5] or '0') + 1
+    if attempts == 1 then
+      redis.call('HSET', job, 'attempts', attempts, 'state', 'leased', 'worker', worker,
+        'last_attempt_at', now, 'first_attempt_at', now)
+    else
+      redis.call('HSET', job, 'attempts', attempts, 'state', 'leased', 'worker', worker,
+        'last_attempt_at', now)
+    end
+    table.insert(leased, lease)
+    table.insert(leased, id)
+    depth[f[2]] = (depth[f[2]] or 0) - 1
     table.insert(out, id)
     table.insert(out, f[1])
     table.insert(out, f[2])
@@ -160,6 +176,8 @@ for _, member in ipairs(redis.call('ZRANGE', p .. ':ready', 0, max - 1)) do
     table.insert(out, f[4])
   end
 end
+if #leased > 0 then redis.call('ZADD', p .. ':leased', unpack(leased)) end
+for prio, n in pairs(depth) do redis.call('HINCRBY', p .. ':depth', prio, n) end
 return out
 ";
 
@@ -192,11 +210,23 @@ end
     };
 }
 
-/// KEYS[1] = prefix; ARGV = order ids settled. Returns how many it removed.
+/// KEYS[1] = prefix; ARGV = order ids settled. Returns how many it removed. The common
+/// case — every job still leased — is one `ZREM` and one `DEL` for the whole batch (a job
+/// is in the leased set exactly while its state is `leased`); when some job moved
+/// meanwhile (its lease expired: back in `ready`), each is forgotten on its own, which
+/// keeps the depth per priority right.
 const ACK: &str = with_forget!(
     r"
+local p = KEYS[1]
+if #ARGV == 0 then return 0 end
+local removed = redis.call('ZREM', p .. ':leased', unpack(ARGV))
+if removed == #ARGV then
+  local jobs = {}
+  for i, id in ipairs(ARGV) do jobs[i] = p .. ':job:' .. id end
+  return redis.call('DEL', unpack(jobs))
+end
 local n = 0
-for _, id in ipairs(ARGV) do n = n + forget(KEYS[1], id) end
+for _, id in ipairs(ARGV) do n = n + forget(p, id) end
 return n
 "
 );
