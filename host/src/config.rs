@@ -217,6 +217,9 @@ pub struct Config {
     /// Queue tuning.
     #[command(flatten)]
     pub queue: crate::queue::QueueConfig,
+    /// The per-binding circuit breakers of the policy runtime.
+    #[command(flatten)]
+    pub breaker: crate::policy::breaker::BreakerConfig,
     /// How long an `Idempotency-Key` is honoured after its first use, in seconds (at least
     /// 60); after that the key is free again and expired keys are swept.
     #[arg(
@@ -271,6 +274,7 @@ impl Default for Config {
             request_timeout_ms: 15_000,
             workers: 1,
             queue: crate::queue::QueueConfig::default(),
+            breaker: crate::policy::breaker::BreakerConfig::default(),
             idempotency_ttl_secs: 24 * 3600,
             decision_retention_days: 30,
             login_max_failures: 5,

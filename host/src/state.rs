@@ -182,10 +182,13 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let _ = crate::observability::metrics_handle();
     // Compiling the components is CPU work: keep it off the async threads.
     let policies_dir = config.policies_dir.clone();
-    let policy = tokio::task::spawn_blocking(move || PolicyRuntime::load(&policies_dir))
-        .await
-        .context("policy loading panicked")?
-        .context("cannot load the policy bindings")?;
+    let (breaker, breaker_clock) = (config.breaker, clock.clone());
+    let policy = tokio::task::spawn_blocking(move || {
+        PolicyRuntime::load(&policies_dir).map(|p| p.with_breaker(breaker, breaker_clock))
+    })
+    .await
+    .context("policy loading panicked")?
+    .context("cannot load the policy bindings")?;
     let store = Store::connect(&config.store).await?;
     store.migrate().await?;
     let policy = Arc::new(policy);

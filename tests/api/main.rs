@@ -6,6 +6,7 @@ mod helpers;
 
 mod auth;
 mod bindings;
+mod breaker;
 mod catalog;
 mod cli;
 mod dead_letters;

@@ -177,7 +177,8 @@ impl From<DecisionLog> for RedactedDecision {
                 .into_iter()
                 .map(|h| RedactedHook {
                     hook: h.hook,
-                    fell_back: h.served_by == ServedBy::Fallback,
+                    // An open breaker's answer is the platform's fallback too.
+                    fell_back: matches!(h.served_by, ServedBy::Fallback | ServedBy::BreakerOpen),
                 })
                 .collect(),
             quote: log.quote,

@@ -82,6 +82,8 @@ pub enum FaultKind {
     MissingExport,
     /// No instance slot free (too many concurrent calls).
     Busy,
+    /// Not called: the binding's breaker is open after repeated failures (`breaker.rs`).
+    BreakerOpen,
 }
 
 impl FaultKind {
@@ -95,6 +97,7 @@ impl FaultKind {
             Self::InvalidOutput => "InvalidOutput",
             Self::MissingExport => "MissingExport",
             Self::Busy => "Busy",
+            Self::BreakerOpen => "BreakerOpen",
         }
     }
 }

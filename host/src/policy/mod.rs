@@ -11,9 +11,12 @@
 //! - `registry`: built-in and dropped-in components, compiled and pre-linked once.
 //! - `manifest`: the strict TOML binding files in `policies/`.
 //! - `runtime`: the active binding set (swapped atomically) and evaluation.
+//! - `breaker`: a circuit breaker per binding (per process) and
+//!   `GET /admin/tenants/{tenant}/breakers`.
 //! - `routes`: `POST /admin/policy/evaluate`.
 
 pub(crate) mod bindings;
+pub mod breaker;
 pub mod engine;
 pub mod manifest;
 pub mod registry;

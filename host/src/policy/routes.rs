@@ -27,7 +27,9 @@ use crate::{
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(evaluate))
+    OpenApiRouter::new()
+        .routes(routes!(evaluate))
+        .merge(super::breaker::router())
 }
 
 /// Body of `POST /admin/policy/evaluate`.

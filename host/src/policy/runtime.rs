@@ -264,6 +264,9 @@ pub enum ServedBy {
     Override,
     /// The bound component failed and the built-in answered (`on-error = "fallback"`).
     Fallback,
+    /// The binding's breaker was open: the component was not called and the built-in
+    /// answered (`on-error = "fallback"`; see `breaker.rs`).
+    BreakerOpen,
 }
 
 /// What one hook did.
@@ -337,6 +340,8 @@ pub struct PolicyRuntime {
     // Uploaded components compiled and pre-linked for a binding, by sha256 and
     // name@version: swapping back to one is a map lookup, not a database read.
     uploaded: std::sync::Mutex<HashMap<(String, String), Arc<CompiledComponent>>>,
+    // A circuit breaker per binding (`breaker.rs`), consulted by `run_hook`.
+    breakers: super::breaker::Breakers,
 }
 
 impl std::fmt::Debug for PolicyRuntime {
@@ -363,7 +368,25 @@ impl PolicyRuntime {
             generation: AtomicU64::new(1),
             publish: std::sync::Mutex::new(()),
             uploaded: std::sync::Mutex::default(),
+            breakers: super::breaker::Breakers::default(),
         })
+    }
+
+    /// This runtime with its per-binding breakers tuned by `config` and reading time from
+    /// `clock` (the app's, so tests move it); [`Self::load`] gives the defaults on the
+    /// system clock.
+    pub fn with_breaker(
+        mut self,
+        config: super::breaker::BreakerConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        self.breakers = super::breaker::Breakers::new(config, clock);
+        self
+    }
+
+    /// The per-binding breakers of this process.
+    pub fn breakers(&self) -> &super::breaker::Breakers {
+        &self.breakers
     }
 
     /// The active binding set.
@@ -552,7 +575,13 @@ impl PolicyRuntime {
         let binding = set.binding(&ctx.tenant, hook);
         let overridden = binding.source == OVERRIDE_SOURCE;
         let started = Instant::now();
-        match self.call_checked(binding, ctx, hook) {
+        // The binding's breaker (`breaker.rs`): while it is open the component is not
+        // called and its `BreakerOpen` fault takes the `on_error` path below.
+        let result = match self.breakers.admit(&ctx.tenant, hook, binding) {
+            Ok(ticket) => ticket.record(self.call_checked(binding, ctx, hook)),
+            Err(open) => Err(open),
+        };
+        match result {
             Ok(outcome) => {
                 tracing::debug!(
                     hook = hook.as_str(),
@@ -574,7 +603,14 @@ impl PolicyRuntime {
                 ))
             }
             Err(fault) if binding.on_error == OnError::Fallback => {
-                tracing::warn!(%fault, "policy call failed; falling back to the built-in");
+                // An open breaker's transitions are logged (`breaker.rs`), not each call.
+                let served_by = if fault.kind == FaultKind::BreakerOpen {
+                    tracing::debug!(%fault, "breaker open; the built-in answers");
+                    ServedBy::BreakerOpen
+                } else {
+                    tracing::warn!(%fault, "policy call failed; falling back to the built-in");
+                    ServedBy::Fallback
+                };
                 let builtin = set.builtin(hook);
                 let outcome = self.call_checked(builtin, ctx, hook)?;
                 let fault = FaultReport {
@@ -582,19 +618,16 @@ impl PolicyRuntime {
                     detail: fault.detail,
                 };
                 let output = outcome.output.clone();
-                let mut report = report(
-                    hook,
-                    builtin,
-                    outcome,
-                    started,
-                    Some(fault),
-                    ServedBy::Fallback,
-                );
+                let mut report = report(hook, builtin, outcome, started, Some(fault), served_by);
                 report.overridden = overridden;
                 Ok((output, report))
             }
             Err(fault) => {
-                tracing::warn!(%fault, "policy call failed; the binding rejects");
+                if fault.kind == FaultKind::BreakerOpen {
+                    tracing::debug!(%fault, "breaker open; the binding rejects");
+                } else {
+                    tracing::warn!(%fault, "policy call failed; the binding rejects");
+                }
                 Err(fault)
             }
         }
@@ -650,6 +683,36 @@ impl PolicyRuntime {
                 Err(fault)
             }
         }
+    }
+
+    /// One call of `hook` of `component` on `ctx` with `config` and `limits` and the
+    /// host's output checks, without the live metrics: a dry run's replays are not
+    /// traffic (synchronous: call from a blocking thread).
+    pub fn replay_call(
+        &self,
+        component: &CompiledComponent,
+        config: Arc<BTreeMap<String, String>>,
+        limits: Limits,
+        ctx: &OrderContext,
+        hook: Hook,
+    ) -> Result<CallOutcome, PolicyFault> {
+        let spec = CallSpec {
+            tenant: &ctx.tenant,
+            hook,
+            component,
+            config,
+            limits,
+        };
+        let outcome = self.engine.call(&spec, ctx)?;
+        check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
+            kind: FaultKind::InvalidOutput,
+            tenant: ctx.tenant.clone(),
+            hook,
+            component: component.id(),
+            detail,
+            fuel_used: outcome.fuel_used,
+        })?;
+        Ok(outcome)
     }
 }
 
@@ -710,35 +773,6 @@ fn check_output(output: &HookOutput, ctx: &OrderContext) -> Result<(), String> {
         }
         HookOutput::Quote(Ok(quote)) => quote.check_against(ctx),
         HookOutput::Quote(Err(_)) | HookOutput::Priority(_) => Ok(()),
-    }
-    /// One call of `hook` of `component` on `ctx` with `config` and `limits` and the
-    /// host's output checks, without the live metrics: a dry run's replays are not
-    /// traffic (synchronous: call from a blocking thread).
-    pub fn replay_call(
-        &self,
-        component: &CompiledComponent,
-        config: Arc<BTreeMap<String, String>>,
-        limits: Limits,
-        ctx: &OrderContext,
-        hook: Hook,
-    ) -> Result<CallOutcome, PolicyFault> {
-        let spec = CallSpec {
-            tenant: &ctx.tenant,
-            hook,
-            component,
-            config,
-            limits,
-        };
-        let outcome = self.engine.call(&spec, ctx)?;
-        check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
-            kind: FaultKind::InvalidOutput,
-            tenant: ctx.tenant.clone(),
-            hook,
-            component: component.id(),
-            detail,
-            fuel_used: outcome.fuel_used,
-        })?;
-        Ok(outcome)
     }
 }
 
