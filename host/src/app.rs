@@ -66,6 +66,8 @@ impl App {
             self.state.config.workers,
         );
         let hangups = reload_on_hangup(self.state.policy.clone());
+        // Canaries the guard rolls back become `auto-rollback` revisions.
+        let auto_rollbacks = crate::registry::bindings::spawn_auto_rollbacks(&self.state);
         // Dropped (and so stopped) when serving ends, or when this future is dropped.
         let _fanout = crate::registry::fanout::spawn(&self.state);
         let router = crate::http::router(self.state);
@@ -84,6 +86,7 @@ impl App {
         if let Some(hangups) = hangups {
             hangups.abort();
         }
+        auto_rollbacks.abort();
         tracing::info!("in-flight requests finished; stopping workers");
         let _ = stop_workers.send(true);
         for worker in workers {

@@ -220,6 +220,9 @@ pub struct Config {
     /// The per-binding circuit breakers of the policy runtime.
     #[command(flatten)]
     pub breaker: crate::policy::breaker::BreakerConfig,
+    /// The canary guard: when a canary is rolled back by itself.
+    #[command(flatten)]
+    pub canary: crate::policy::canary::CanaryConfig,
     /// How long an `Idempotency-Key` is honoured after its first use, in seconds (at least
     /// 60); after that the key is free again and expired keys are swept.
     #[arg(
@@ -275,6 +278,7 @@ impl Default for Config {
             workers: 1,
             queue: crate::queue::QueueConfig::default(),
             breaker: crate::policy::breaker::BreakerConfig::default(),
+            canary: crate::policy::canary::CanaryConfig::default(),
             idempotency_ttl_secs: 24 * 3600,
             decision_retention_days: 30,
             login_max_failures: 5,

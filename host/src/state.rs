@@ -182,9 +182,12 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     let _ = crate::observability::metrics_handle();
     // Compiling the components is CPU work: keep it off the async threads.
     let policies_dir = config.policies_dir.clone();
-    let (breaker, breaker_clock) = (config.breaker, clock.clone());
+    let (breaker, canary, runtime_clock) = (config.breaker, config.canary, clock.clone());
     let policy = tokio::task::spawn_blocking(move || {
-        PolicyRuntime::load(&policies_dir).map(|p| p.with_breaker(breaker, breaker_clock))
+        PolicyRuntime::load(&policies_dir).map(|p| {
+            p.with_breaker(breaker, runtime_clock.clone())
+                .with_canary_guard(canary, runtime_clock)
+        })
     })
     .await
     .context("policy loading panicked")?

@@ -7,6 +7,7 @@ mod helpers;
 mod auth;
 mod bindings;
 mod breaker;
+mod canary;
 mod catalog;
 mod cli;
 mod dead_letters;

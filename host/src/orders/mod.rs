@@ -235,6 +235,10 @@ pub struct ComponentUsed {
     /// real order never runs on an override).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overridden: bool,
+    /// Why this component served: `stable`, `canary`, `fallback`, `override`, … (absent
+    /// on orders placed before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<crate::policy::runtime::ServedBy>,
 }
 
 /// An order as shown.

@@ -372,6 +372,7 @@ fn components_used(evaluation: &Evaluation) -> Vec<ComponentUsed> {
             revision: h.revision,
             fell_back: h.fell_back,
             overridden: h.overridden,
+            served_by: Some(h.served_by),
         })
         .collect()
 }

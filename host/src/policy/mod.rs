@@ -17,6 +17,7 @@
 
 pub(crate) mod bindings;
 pub mod breaker;
+pub mod canary;
 pub mod engine;
 pub mod manifest;
 pub mod registry;

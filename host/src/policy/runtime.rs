@@ -44,6 +44,42 @@ pub struct Binding {
     pub source: String,
     /// The tenant's binding revision, for a database binding.
     pub revision: Option<i64>,
+    /// A canary candidate serving a sticky share of the customers (database bindings).
+    pub canary: Option<Rollout>,
+    /// A shadow candidate run beside this binding on a sample of orders, off the order's
+    /// path (database bindings).
+    pub shadow: Option<Rollout>,
+}
+
+/// A candidate beside a stable binding: a canary or a shadow.
+#[derive(Debug)]
+pub struct Rollout {
+    /// The candidate as a binding of its own: its component and config, the stable
+    /// binding's limits and `on_error`.
+    pub binding: Arc<Binding>,
+    /// Its share, per mille (0–1 000): of the customers for a canary, of the orders for
+    /// a shadow.
+    pub permille: u16,
+}
+
+/// Tag of the canary bucket encoding: changing it moves every customer.
+const CANARY_ENCODING: &[u8] = b"orderhost/canary/v1\0";
+
+/// The canary bucket (0–999) of a customer of a tenant: sticky (the same customer always
+/// falls in the same bucket), so while a canary ramps up or down a customer moves at most
+/// once, and only in the ramp's direction. A customer is served by the canary when its
+/// bucket is below the canary's per-mille share.
+pub fn canary_bucket(tenant: &str, customer_id: &str) -> u16 {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(CANARY_ENCODING);
+    hash.update(tenant.as_bytes());
+    hash.update([0]);
+    hash.update(customer_id.as_bytes());
+    let digest = hash.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u16::try_from(u64::from_be_bytes(first) % 1_000).unwrap_or(0)
 }
 
 /// Which layer an effective binding comes from, highest precedence first.
@@ -130,6 +166,8 @@ impl PolicySet {
                     on_error: current.on_error,
                     source: OVERRIDE_SOURCE.into(),
                     revision: None,
+                    canary: None,
+                    shadow: None,
                 }),
             );
         }
@@ -267,6 +305,8 @@ pub enum ServedBy {
     /// The binding's breaker was open: the component was not called and the built-in
     /// answered (`on-error = "fallback"`; see `breaker.rs`).
     BreakerOpen,
+    /// The binding's canary candidate (the customer's sticky bucket is in its share).
+    Canary,
 }
 
 /// What one hook did.
@@ -342,6 +382,8 @@ pub struct PolicyRuntime {
     uploaded: std::sync::Mutex<HashMap<(String, String), Arc<CompiledComponent>>>,
     // A circuit breaker per binding (`breaker.rs`), consulted by `run_hook`.
     breakers: super::breaker::Breakers,
+    // Compares canaries with their stable bindings and rolls bad ones back (`canary.rs`).
+    canaries: super::canary::CanaryGuard,
 }
 
 impl std::fmt::Debug for PolicyRuntime {
@@ -369,7 +411,23 @@ impl PolicyRuntime {
             publish: std::sync::Mutex::new(()),
             uploaded: std::sync::Mutex::default(),
             breakers: super::breaker::Breakers::default(),
+            canaries: super::canary::CanaryGuard::default(),
         })
+    }
+
+    /// This runtime with its canary guard tuned by `config` on `clock` (see `canary.rs`).
+    pub fn with_canary_guard(
+        mut self,
+        config: super::canary::CanaryConfig,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        self.canaries = super::canary::CanaryGuard::new(config, clock);
+        self
+    }
+
+    /// The canary guard of this process.
+    pub fn canaries(&self) -> &super::canary::CanaryGuard {
+        &self.canaries
     }
 
     /// This runtime with its per-binding breakers tuned by `config` and reading time from
@@ -420,6 +478,8 @@ impl PolicyRuntime {
             on_error: OnError::Reject,
             source: "smoke call".into(),
             revision: None,
+            canary: None,
+            shadow: None,
         };
         self.try_binding(&binding, hook, ctx)
     }
@@ -572,8 +632,20 @@ impl PolicyRuntime {
         ctx: &OrderContext,
         hook: Hook,
     ) -> Result<(HookOutput, HookReport), PolicyFault> {
-        let binding = set.binding(&ctx.tenant, hook);
-        let overridden = binding.source == OVERRIDE_SOURCE;
+        let stable = set.binding(&ctx.tenant, hook);
+        let overridden = stable.source == OVERRIDE_SOURCE;
+        // A canary serves the customers whose sticky bucket is inside its share (unless
+        // this process already rolled it back).
+        let (binding, chosen) = match &stable.canary {
+            Some(canary)
+                if canary.permille > 0
+                    && canary_bucket(&ctx.tenant, &ctx.customer.id) < canary.permille
+                    && !self.canaries.is_rolled_back(&ctx.tenant, hook, stable) =>
+            {
+                (&canary.binding, ServedBy::Canary)
+            }
+            _ => (stable, ServedBy::Stable),
+        };
         let started = Instant::now();
         // The binding's breaker (`breaker.rs`): while it is open the component is not
         // called and its `BreakerOpen` fault takes the `on_error` path below.
@@ -581,6 +653,17 @@ impl PolicyRuntime {
             Ok(ticket) => ticket.record(self.call_checked(binding, ctx, hook)),
             Err(open) => Err(open),
         };
+        if stable.canary.is_some() && !overridden {
+            let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            self.canaries.record(
+                &ctx.tenant,
+                hook,
+                stable,
+                chosen == ServedBy::Canary,
+                result.is_err(),
+                latency_us,
+            );
+        }
         match result {
             Ok(outcome) => {
                 tracing::debug!(
@@ -594,7 +677,7 @@ impl PolicyRuntime {
                 let served_by = if overridden {
                     ServedBy::Override
                 } else {
-                    ServedBy::Stable
+                    chosen
                 };
                 let output = outcome.output.clone();
                 Ok((
@@ -684,7 +767,6 @@ impl PolicyRuntime {
             }
         }
     }
-
     /// One call of `hook` of `component` on `ctx` with `config` and `limits` and the
     /// host's output checks, without the live metrics: a dry run's replays are not
     /// traffic (synchronous: call from a blocking thread).
@@ -791,6 +873,8 @@ fn builtin_binding(
         on_error: OnError::Reject,
         source: "built-in".into(),
         revision: None,
+        canary: None,
+        shadow: None,
     }))
 }
 
@@ -834,6 +918,8 @@ fn resolve(
                 on_error: spec.on_error,
                 source: spec.source,
                 revision: None,
+                canary: None,
+                shadow: None,
             }),
         );
     }
@@ -907,4 +993,38 @@ fn build_set(
         database: Arc::default(),
         builtin,
     })
+}
+
+#[cfg(test)]
+mod canary_tests {
+    use super::canary_bucket;
+
+    #[test]
+    fn canary_buckets_split_within_two_points_and_stay_sticky() {
+        let customers: Vec<String> = (0..10_000)
+            .map(|i| format!("0190a1b2-c3d4-7e5f-8a9b-{i:012}"))
+            .collect();
+        let share = |permille: u16| {
+            customers
+                .iter()
+                .filter(|c| canary_bucket("acme", c) < permille)
+                .count() as f64
+                / customers.len() as f64
+                * 100.0
+        };
+        for (permille, percent) in [(100, 10.0), (300, 30.0), (500, 50.0), (1, 0.1)] {
+            let got = share(permille);
+            assert!((got - percent).abs() <= 2.0, "{percent} %: got {got:.2} %");
+        }
+        assert_eq!(share(0), 0.0);
+        assert_eq!(share(1_000), 100.0);
+        // Sticky: the same customer, the same bucket; another tenant, another draw.
+        let c = &customers[42];
+        assert_eq!(canary_bucket("acme", c), canary_bucket("acme", c));
+        let moved = customers
+            .iter()
+            .filter(|c| canary_bucket("acme", c) != canary_bucket("other", c))
+            .count();
+        assert!(moved > 9_000, "{moved}");
+    }
 }

@@ -25,6 +25,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{RegistryError, Viewer};
+
+mod rollout;
 use crate::{
     auth::AuthUser,
     clock::rfc3339,
@@ -44,6 +46,7 @@ use crate::{
     store::{Store, WritePool as _},
     tenants, with_pool,
 };
+pub use rollout::spawn_auto_rollbacks;
 
 /// Most config entries a binding may have.
 pub const MAX_CONFIG_ENTRIES: usize = 32;
@@ -123,6 +126,12 @@ pub enum BindingError {
     /// Nothing to roll back: the hook has no database binding.
     #[error("the {0} hook has no database binding to roll back")]
     NoPreviousRevision(Hook),
+    /// A rollout change on a hook that has no database binding to roll out beside.
+    #[error("the {0} hook has no database binding: bind a stable component first")]
+    NoDatabaseBinding(Hook),
+    /// A ramp or promotion of a hook that has no canary.
+    #[error("the {0} hook has no canary")]
+    NoCanary(Hook),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -145,6 +154,8 @@ impl BindingError {
             Self::SmokeCallFailed { .. } => "SMOKE_CALL_FAILED",
             Self::RevisionNotFound { .. } => "REVISION_NOT_FOUND",
             Self::NoPreviousRevision(_) => "NO_PREVIOUS_REVISION",
+            Self::NoDatabaseBinding(_) => "NO_DATABASE_BINDING",
+            Self::NoCanary(_) => "NO_CANARY",
             Self::Db(_) | Self::Internal(_) => "INTERNAL",
         }
     }
@@ -191,10 +202,10 @@ impl From<BindingError> for ApiError {
             })),
             BindingError::RevisionNotFound { hook, revision } => ApiError::not_found(code, message)
                 .with_details(serde_json::json!({ "hook": hook, "revision": revision })),
-            BindingError::NoPreviousRevision(hook) => {
-                ApiError::new(StatusCode::CONFLICT, code, message)
-                    .with_details(serde_json::json!({ "hook": hook }))
-            }
+            BindingError::NoPreviousRevision(hook)
+            | BindingError::NoDatabaseBinding(hook)
+            | BindingError::NoCanary(hook) => ApiError::new(StatusCode::CONFLICT, code, message)
+                .with_details(serde_json::json!({ "hook": hook })),
             BindingError::Db(e) => e.into(),
             BindingError::Internal(cause) => ApiError::internal(cause),
         }
@@ -231,12 +242,24 @@ struct HistoryRow {
     previous_revision: Option<i64>,
     restores_revision: Option<i64>,
     created_at: i64,
+    canary_name: Option<String>,
+    canary_version: Option<String>,
+    canary_sha256: Option<String>,
+    canary_config: Option<String>,
+    canary_permille: i32,
+    shadow_name: Option<String>,
+    shadow_version: Option<String>,
+    shadow_sha256: Option<String>,
+    shadow_config: Option<String>,
+    shadow_permille: i32,
 }
 
 const SELECT_HISTORY: &str = "select t.slug as tenant_slug, h.revision, h.hook, h.action, \
      h.component_name, h.component_version, h.sha256, h.config, h.fuel, h.memory_bytes, \
      h.timeout_ms, h.on_error, h.actor_id, u.email as actor_email, h.reason, \
-     h.previous_revision, h.restores_revision, h.created_at \
+     h.previous_revision, h.restores_revision, h.created_at, \
+     h.canary_name, h.canary_version, h.canary_sha256, h.canary_config, h.canary_permille, \
+     h.shadow_name, h.shadow_version, h.shadow_sha256, h.shadow_config, h.shadow_permille \
      from binding_history h left join users u on u.id = h.actor_id \
      left join tenants t on t.id = h.tenant_id";
 
@@ -272,6 +295,64 @@ impl HistoryRow {
 
     fn config(&self) -> BTreeMap<String, String> {
         serde_json::from_str(&self.config).unwrap_or_default()
+    }
+
+    /// The row's canary, when it has one.
+    pub(super) fn canary(&self) -> Option<Candidate> {
+        Candidate::from_columns(
+            self.canary_name.as_deref(),
+            self.canary_version.as_deref(),
+            self.canary_sha256.as_deref(),
+            self.canary_config.as_deref(),
+            self.canary_permille,
+        )
+    }
+
+    /// The row's shadow, when it has one.
+    pub(super) fn shadow(&self) -> Option<Candidate> {
+        Candidate::from_columns(
+            self.shadow_name.as_deref(),
+            self.shadow_version.as_deref(),
+            self.shadow_sha256.as_deref(),
+            self.shadow_config.as_deref(),
+            self.shadow_permille,
+        )
+    }
+}
+
+/// A canary or shadow candidate as stored with a binding revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Candidate {
+    pub(super) name: String,
+    pub(super) version: String,
+    pub(super) sha256: String,
+    pub(super) config: BTreeMap<String, String>,
+    /// Share, per mille.
+    pub(super) permille: u16,
+}
+
+impl Candidate {
+    fn from_columns(
+        name: Option<&str>,
+        version: Option<&str>,
+        sha256: Option<&str>,
+        config: Option<&str>,
+        permille: i32,
+    ) -> Option<Self> {
+        Some(Self {
+            name: name?.to_owned(),
+            version: version?.to_owned(),
+            sha256: sha256.unwrap_or_default().to_owned(),
+            config: config
+                .and_then(|c| serde_json::from_str(c).ok())
+                .unwrap_or_default(),
+            permille: u16::try_from(permille.clamp(0, 1_000)).unwrap_or(0),
+        })
+    }
+
+    /// `name@version`.
+    pub(super) fn id(&self) -> String {
+        format!("{}@{}", self.name, self.version)
     }
 }
 
@@ -353,6 +434,12 @@ pub struct BindingView {
     pub limits: LimitsBody,
     /// What a failure does.
     pub on_error: OnError,
+    /// The canary beside it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<rollout::CandidateView>,
+    /// The shadow beside it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<rollout::CandidateView>,
 }
 
 /// A tenant's effective bindings.
@@ -375,7 +462,8 @@ pub struct HistoryEntry {
     pub revision: i64,
     /// The hook.
     pub hook: String,
-    /// `bind` or `rollback`.
+    /// `bind`, `rollback`, `canary` (set or ramped), `promote`, `auto-rollback` (the
+    /// service took the canary to 0 % by itself), `shadow`.
     pub action: String,
     /// `name@version` now serving; `null`: no database binding (the TOML files or the
     /// built-in serve).
@@ -400,11 +488,19 @@ pub struct HistoryEntry {
     pub from_revision: Option<i64>,
     /// For a rollback: the revision it restored.
     pub restores_revision: Option<i64>,
+    /// The canary this revision carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<rollout::CandidateView>,
+    /// The shadow this revision carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<rollout::CandidateView>,
 }
 
 impl From<HistoryRow> for HistoryEntry {
     fn from(row: HistoryRow) -> Self {
         Self {
+            canary: row.canary().as_ref().map(Into::into),
+            shadow: row.shadow().as_ref().map(Into::into),
             component: row.component_id(),
             config: row.config(),
             limits: row.limits().into(),
@@ -446,9 +542,25 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_bindings))
         .routes(routes!(bind))
+        .routes(routes!(rollout::set_rollout))
+        .routes(routes!(rollout::promote))
         .routes(routes!(rollback))
         .routes(routes!(history))
         .merge(super::ceilings::router())
+}
+
+/// An optional JSON body: empty (or blank) is the default request.
+fn optional_body<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, BindingError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body).map_err(|e| BindingError::Field {
+        field: "body",
+        problem: format!("not a {what} request: {e}"),
+    })
 }
 
 fn parse_hook(raw: &str) -> Result<Hook, BindingError> {
@@ -779,6 +891,9 @@ struct Change<'a> {
     actor_id: &'a str,
     reason: &'a str,
     restores: Option<i64>,
+    /// The canary and the shadow this revision carries (none for a plain bind).
+    canary: Option<&'a Candidate>,
+    shadow: Option<&'a Candidate>,
 }
 
 /// Appends the change to the history, points the hook at it and bumps the global
@@ -814,8 +929,11 @@ async fn store_change(store: &Store, change: &Change<'_>, now: i64) -> Result<i6
         sqlx::query(
             "insert into binding_history (id, tenant_id, revision, hook, action, component_name, \
              component_version, sha256, config, fuel, memory_bytes, timeout_ms, on_error, \
-             actor_id, reason, previous_revision, restores_revision, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18)",
+             actor_id, reason, previous_revision, restores_revision, created_at, updated_at, \
+             canary_name, canary_version, canary_sha256, canary_config, canary_permille, \
+             shadow_name, shadow_version, shadow_sha256, shadow_config, shadow_permille) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, \
+             $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
         )
         .bind(uuid::Uuid::now_v7().to_string())
         .bind(change.tenant_id)
@@ -835,6 +953,16 @@ async fn store_change(store: &Store, change: &Change<'_>, now: i64) -> Result<i6
         .bind(previous)
         .bind(change.restores)
         .bind(now)
+        .bind(change.canary.map(|c| c.name.as_str()))
+        .bind(change.canary.map(|c| c.version.as_str()))
+        .bind(change.canary.map(|c| c.sha256.as_str()))
+        .bind(change.canary.map(|c| serde_json::to_string(&c.config).unwrap_or_else(|_| "{}".into())))
+        .bind(change.canary.map_or(0, |c| i32::from(c.permille)))
+        .bind(change.shadow.map(|c| c.name.as_str()))
+        .bind(change.shadow.map(|c| c.version.as_str()))
+        .bind(change.shadow.map(|c| c.sha256.as_str()))
+        .bind(change.shadow.map(|c| serde_json::to_string(&c.config).unwrap_or_else(|_| "{}".into())))
+        .bind(change.shadow.map_or(0, |c| i32::from(c.permille)))
         .execute(&mut *tx)
         .await?;
         if change.component.is_some() {
@@ -900,20 +1028,64 @@ pub async fn refresh(store: &Store, runtime: &Arc<PolicyRuntime>) -> Result<u64,
             row.sha256.as_deref().unwrap_or_default(),
         )
         .await?;
+        let (limits, on_error) = (row.limits(), row.on_error());
+        let mut rollouts = Vec::with_capacity(2);
+        for candidate in [row.canary(), row.shadow()] {
+            rollouts.push(match candidate {
+                Some(c) => Some(rollout(store, runtime, &c, limits, on_error, row.revision).await?),
+                None => None,
+            });
+        }
+        let shadow = rollouts.pop().flatten();
+        let canary = rollouts.pop().flatten();
         let map: &mut HookMap = database.tenants.entry(slug).or_default();
         map.insert(
             hook,
             Arc::new(Binding {
                 component,
                 config: Arc::new(row.config()),
-                limits: row.limits(),
-                on_error: row.on_error(),
+                limits,
+                on_error,
                 source: "database".into(),
                 revision: Some(row.revision),
+                canary,
+                shadow,
             }),
         );
     }
     Ok(runtime.publish_database(database))
+}
+
+/// A stored candidate, compiled, as the runtime serves it beside its stable binding.
+pub(super) async fn rollout(
+    store: &Store,
+    runtime: &Arc<PolicyRuntime>,
+    candidate: &Candidate,
+    limits: Limits,
+    on_error: OnError,
+    revision: i64,
+) -> Result<crate::policy::runtime::Rollout, BindingError> {
+    let component = compiled(
+        store,
+        runtime,
+        &candidate.name,
+        &candidate.version,
+        &candidate.sha256,
+    )
+    .await?;
+    Ok(crate::policy::runtime::Rollout {
+        binding: Arc::new(Binding {
+            component,
+            config: Arc::new(candidate.config.clone()),
+            limits,
+            on_error,
+            source: "database".into(),
+            revision: Some(revision),
+            canary: None,
+            shadow: None,
+        }),
+        permille: candidate.permille,
+    })
 }
 
 /// Resolves, compiles and smoke-calls a binding, stores the change and publishes it.
@@ -932,6 +1104,8 @@ async fn apply(
             on_error: change.on_error,
             source: "smoke call".into(),
             revision: None,
+            canary: None,
+            shadow: None,
         };
         check(&state.policy, binding, change.hook, slug).await?;
     }
@@ -1032,6 +1206,8 @@ async fn list_bindings(
                 config: (*b.config).clone(),
                 limits: b.limits.into(),
                 on_error: b.on_error,
+                canary: b.canary.as_ref().map(Into::into),
+                shadow: b.shadow.as_ref().map(Into::into),
             }
         })
         .collect();
@@ -1088,6 +1264,9 @@ async fn bind(
         actor_id: &actor.user_id,
         reason: &reason,
         restores: None,
+        // A new binding starts without a canary or a shadow.
+        canary: None,
+        shadow: None,
     };
     Ok(Json(apply(&state, &scope, change, Some(component)).await?))
 }
@@ -1109,14 +1288,7 @@ async fn rollback(
     let scope = scope(&state, &actor, &tenant).await?;
     let hook = parse_hook(&hook)?;
     // The body is optional: no body (or `{}`) restores the previous revision.
-    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| BindingError::Field {
-            field: "body",
-            problem: format!("not a rollback request: {e}"),
-        })?
-    };
+    let body: RollbackBody = optional_body(&body, "rollback")?;
     let reason = parse_reason(&body.reason)?;
     let find = |revision: i64| {
         let store = &state.store;
@@ -1159,6 +1331,10 @@ async fn rollback(
         }
     };
     let restored = target.as_ref().map(|t| t.revision);
+    // The restored revision's canary and shadow come back with it.
+    let (canary, shadow) = target
+        .as_ref()
+        .map_or((None, None), |t| (t.canary(), t.shadow()));
     let (config, limits, on_error) = target
         .as_ref()
         .map(|t| (t.config(), t.limits(), t.on_error()))
@@ -1191,6 +1367,8 @@ async fn rollback(
         actor_id: &actor.user_id,
         reason: &reason,
         restores: restored,
+        canary: canary.as_ref(),
+        shadow: shadow.as_ref(),
     };
     let compiled = component.as_ref().map(|c| c.0.clone());
     Ok(Json(apply(&state, &scope, change, compiled).await?))
