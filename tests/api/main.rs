@@ -25,4 +25,5 @@ mod queue;
 mod redis_faults;
 mod registry;
 mod replicas;
+mod shadow;
 mod users;

@@ -457,6 +457,16 @@ async fn insert_order(
         })
         .await?;
     super::decision::export(&decision_log, &view.id, &decision.ctx.tenant);
+    // Shadow candidates run now, off this order's path.
+    state.policy.shadow_after(
+        &decision.ctx,
+        &crate::policy::shadow::Decided {
+            order_id: view.id.clone(),
+            violations: decision.evaluation.violations.clone(),
+            quote: decision.quote.clone(),
+            priority: decision.priority,
+        },
+    );
     tracing::debug!(order = %view.id, total = view.total, priority = view.priority, "order written");
     match &state.relay {
         // Redis mode: the relay pushes the outbox row, then wakes the workers.

@@ -24,6 +24,7 @@ pub mod registry;
 mod routes;
 pub mod runtime;
 mod sandbox;
+pub mod shadow;
 pub mod types;
 
 pub use engine::{FaultKind, Limits, PolicyFault};

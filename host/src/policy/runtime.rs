@@ -384,6 +384,8 @@ pub struct PolicyRuntime {
     breakers: super::breaker::Breakers,
     // Compares canaries with their stable bindings and rolls bad ones back (`canary.rs`).
     canaries: super::canary::CanaryGuard,
+    // Shadow candidates' runs and their disagreements (`shadow.rs`).
+    shadows: super::shadow::ShadowLab,
 }
 
 impl std::fmt::Debug for PolicyRuntime {
@@ -412,6 +414,7 @@ impl PolicyRuntime {
             uploaded: std::sync::Mutex::default(),
             breakers: super::breaker::Breakers::default(),
             canaries: super::canary::CanaryGuard::default(),
+            shadows: super::shadow::ShadowLab::default(),
         })
     }
 
@@ -423,6 +426,11 @@ impl PolicyRuntime {
     ) -> Self {
         self.canaries = super::canary::CanaryGuard::new(config, clock);
         self
+    }
+
+    /// The shadow results of this process.
+    pub fn shadows(&self) -> &super::shadow::ShadowLab {
+        &self.shadows
     }
 
     /// The canary guard of this process.

@@ -132,6 +132,9 @@ pub enum BindingError {
     /// A ramp or promotion of a hook that has no canary.
     #[error("the {0} hook has no canary")]
     NoCanary(Hook),
+    /// A shadow change or report of a hook that has no shadow.
+    #[error("the {0} hook has no shadow")]
+    NoShadow(Hook),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -156,6 +159,7 @@ impl BindingError {
             Self::NoPreviousRevision(_) => "NO_PREVIOUS_REVISION",
             Self::NoDatabaseBinding(_) => "NO_DATABASE_BINDING",
             Self::NoCanary(_) => "NO_CANARY",
+            Self::NoShadow(_) => "NO_SHADOW",
             Self::Db(_) | Self::Internal(_) => "INTERNAL",
         }
     }
@@ -204,7 +208,8 @@ impl From<BindingError> for ApiError {
                 .with_details(serde_json::json!({ "hook": hook, "revision": revision })),
             BindingError::NoPreviousRevision(hook)
             | BindingError::NoDatabaseBinding(hook)
-            | BindingError::NoCanary(hook) => ApiError::new(StatusCode::CONFLICT, code, message)
+            | BindingError::NoCanary(hook)
+            | BindingError::NoShadow(hook) => ApiError::new(StatusCode::CONFLICT, code, message)
                 .with_details(serde_json::json!({ "hook": hook })),
             BindingError::Db(e) => e.into(),
             BindingError::Internal(cause) => ApiError::internal(cause),
@@ -544,6 +549,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(bind))
         .routes(routes!(rollout::set_rollout))
         .routes(routes!(rollout::promote))
+        .routes(routes!(rollout::shadow_report))
         .routes(routes!(rollback))
         .routes(routes!(history))
         .merge(super::ceilings::router())

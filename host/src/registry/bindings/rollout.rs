@@ -1,6 +1,6 @@
-//! Safe rollout of a database binding: a sticky canary (set, ramped, promoted), audited
-//! like every binding change — each is a new history revision carrying the stable
-//! binding unchanged and the canary beside it.
+//! Safe rollout of a database binding: a sticky canary (set, ramped, promoted) and a
+//! shadow (`policy/shadow.rs`), audited like every binding change — each is a new history
+//! revision carrying the stable binding unchanged and the candidates beside it.
 //!
 //! A canary serves the customers whose sticky bucket (`policy::runtime::canary_bucket`:
 //! a hash of tenant and customer id, 0–999) is below its share, so a customer stays on
@@ -31,10 +31,10 @@ use crate::{
     with_pool,
 };
 
-/// A canary as the API sets it.
+/// A canary or a shadow as the API sets it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CanaryBody {
+pub struct CandidateBody {
     /// The candidate, `name@version` or `name@<range>`; absent: keep the current
     /// candidate (a ramp).
     pub component: Option<String>,
@@ -42,7 +42,8 @@ pub struct CanaryBody {
     /// for a new candidate.
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Share of the customers it serves: 0–100 in steps of 0.1.
+    /// Its share, 0–100 in steps of 0.1: of the customers a canary serves, of the orders
+    /// a shadow runs on.
     pub percent: f64,
 }
 
@@ -51,7 +52,9 @@ pub struct CanaryBody {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RolloutBody {
     /// Set or ramp the canary.
-    pub canary: Option<CanaryBody>,
+    pub canary: Option<CandidateBody>,
+    /// Set or change the shadow (`percent: 0` stops it).
+    pub shadow: Option<CandidateBody>,
     /// Why (kept in the history).
     #[serde(default)]
     pub reason: String,
@@ -189,70 +192,128 @@ pub(super) async fn set_rollout(
     let scope = scope(&state, &actor, &tenant).await?;
     let hook = parse_hook(&hook)?;
     let reason = parse_reason(&body.reason)?;
-    let Some(canary) = body.canary else {
+    if body.canary.is_none() && body.shadow.is_none() {
         return Err(BindingError::Field {
-            field: "canary",
-            problem: "nothing to change: give `canary`".into(),
+            field: "body",
+            problem: "nothing to change: give `canary` or `shadow`".into(),
         }
         .into());
-    };
-    let share = permille("canary.percent", canary.percent)?;
+    }
     let row = active_row(&state.store, &scope.0, hook).await?;
-    let candidate = match canary.component {
-        Some(spec) => {
-            let chosen = choose(&state.store, &scope.0, &spec).await?;
-            let config = parse_config(canary.config.unwrap_or_default())?;
-            let component = compiled(
-                &state.store,
-                &state.policy,
-                &chosen.name,
-                &chosen.version,
-                &chosen.sha256,
-            )
-            .await?;
-            // The candidate must serve the hook with its config and the stable limits.
-            let smoke = Binding {
-                component: component.clone(),
-                config: std::sync::Arc::new(config.clone()),
-                limits: row.limits(),
-                on_error: row.on_error(),
-                source: "smoke call".into(),
-                revision: None,
-                canary: None,
-                shadow: None,
-            };
-            check(&state.policy, smoke, hook, &scope.1).await?;
-            Candidate {
-                name: chosen.name,
-                version: chosen.version,
-                sha256: component.sha256.clone(),
-                config,
-                permille: share,
-            }
-        }
-        None => {
-            let mut current = row.canary().ok_or(BindingError::NoCanary(hook))?;
-            if let Some(config) = canary.config {
-                current.config = parse_config(config)?;
-            }
-            current.permille = share;
-            current
-        }
-    };
+    let mut canary = row.canary();
+    let mut shadow = row.shadow();
+    let mut action = "shadow";
+    if let Some(body) = body.canary {
+        canary = Some(candidate(&state, &scope, hook, &row, body, canary, "canary").await?);
+        action = "canary";
+    }
+    if let Some(body) = body.shadow {
+        shadow = Some(candidate(&state, &scope, hook, &row, body, shadow, "shadow").await?);
+    }
     let stable_config = row.config();
-    let shadow = row.shadow();
     let mut change = keep_stable(
         &row,
         &scope.0,
         hook,
-        "canary",
+        action,
         &actor.user_id,
         &reason,
         &stable_config,
     );
-    change.canary = Some(&candidate);
+    change.canary = canary.as_ref();
     change.shadow = shadow.as_ref();
     Ok(Json(apply(&state, &scope, change, None).await?))
+}
+
+/// A canary or shadow as asked: a new candidate (resolved, compiled and smoke-called with
+/// its config and the stable limits), or the `current` one with a new share (and config).
+async fn candidate(
+    state: &AppState,
+    scope: &(String, String),
+    hook: Hook,
+    row: &HistoryRow,
+    body: CandidateBody,
+    current: Option<Candidate>,
+    what: &'static str,
+) -> Result<Candidate, BindingError> {
+    let share = permille(
+        if what == "canary" {
+            "canary.percent"
+        } else {
+            "shadow.percent"
+        },
+        body.percent,
+    )?;
+    let Some(spec) = body.component else {
+        let mut current = current.ok_or(if what == "canary" {
+            BindingError::NoCanary(hook)
+        } else {
+            BindingError::NoShadow(hook)
+        })?;
+        if let Some(config) = body.config {
+            current.config = parse_config(config)?;
+        }
+        current.permille = share;
+        return Ok(current);
+    };
+    let chosen = choose(&state.store, &scope.0, &spec).await?;
+    let config = parse_config(body.config.unwrap_or_default())?;
+    let component = compiled(
+        &state.store,
+        &state.policy,
+        &chosen.name,
+        &chosen.version,
+        &chosen.sha256,
+    )
+    .await?;
+    // The candidate must serve the hook with its config and the stable limits.
+    let smoke = Binding {
+        component: component.clone(),
+        config: std::sync::Arc::new(config.clone()),
+        limits: row.limits(),
+        on_error: row.on_error(),
+        source: "smoke call".into(),
+        revision: None,
+        canary: None,
+        shadow: None,
+    };
+    check(&state.policy, smoke, hook, &scope.1).await?;
+    Ok(Candidate {
+        name: chosen.name,
+        version: chosen.version,
+        sha256: component.sha256.clone(),
+        config,
+        permille: share,
+    })
+}
+
+/// This replica's shadow results for the hook's active binding revision: runs,
+/// agreements, disagreements per kind (`validationMismatch`, `priceDelta`,
+/// `priorityDelta`, `candidateError`) with rates and up to 20 examples each.
+#[utoipa::path(get, path = "/admin/tenants/{tenant}/bindings/{hook}/shadow", tag = "bindings",
+    params(("tenant" = String, Path), ("hook" = String, Path)),
+    responses((status = 200, body = crate::policy::shadow::ShadowReport), (status = 403, body = ErrorEnvelope),
+              (status = 404, description = "HOOK_NOT_FOUND, tenant not found", body = ErrorEnvelope),
+              (status = 409, description = "NO_DATABASE_BINDING, NO_SHADOW", body = ErrorEnvelope)))]
+pub(super) async fn shadow_report(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    Path((tenant, hook)): Path<(String, String)>,
+) -> Result<Json<crate::policy::shadow::ShadowReport>, ApiError> {
+    let scope = scope(&state, &actor, &tenant).await?;
+    let hook = parse_hook(&hook)?;
+    let row = active_row(&state.store, &scope.0, hook).await?;
+    let shadow = row.shadow().ok_or(BindingError::NoShadow(hook))?;
+    let report = state
+        .policy
+        .shadows()
+        .report(&scope.1, hook, row.revision)
+        .unwrap_or_else(|| crate::policy::shadow::ShadowReport {
+            candidate: shadow.id(),
+            revision: row.revision,
+            ..Default::default()
+        });
+    Ok(Json(report))
 }
 
 /// Make the canary the stable binding (its component and config; the stable limits and
