@@ -368,7 +368,12 @@ async fn one_orders_log_lines_carry_its_request_id() {
         .iter()
         .filter_map(|v| v["fields"]["message"].as_str())
         .collect();
-    for expected in ["hook evaluated", "order written", "request finished"] {
+    for expected in [
+        "hook evaluated",
+        "order written",
+        "order decision",
+        "request finished",
+    ] {
         assert!(
             messages.contains(&expected),
             "{expected:?} not among {messages:?}"
@@ -388,4 +393,17 @@ async fn one_orders_log_lines_carry_its_request_id() {
     assert_eq!(request_span["request_id"], "trace-me-42");
     assert!(request_span["user"].is_string() && request_span["tenant"].is_string());
     assert_eq!(user["fields"]["order"], order["id"]);
+    // The decision log goes to the stream too, with the request id: the same JSON
+    // `GET /order/{id}/decision` serves.
+    let decision = of_request
+        .iter()
+        .find(|v| v["fields"]["message"] == "order decision")
+        .unwrap();
+    assert_eq!(decision["target"], "orderhost::decision");
+    assert_eq!(decision["fields"]["order"], order["id"]);
+    let logged: serde_json::Value =
+        serde_json::from_str(decision["fields"]["decision"].as_str().unwrap()).unwrap();
+    assert_eq!(logged["orderId"], order["id"]);
+    assert_eq!(logged["hooks"].as_array().unwrap().len(), 3);
+    assert_eq!(logged["quote"]["total"], order["total"]);
 }
