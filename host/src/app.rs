@@ -21,6 +21,8 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     port: u16,
+    /// The listener of `GET /metrics` when `ORDERHOST_METRICS_ADDR` is set.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl App {
@@ -31,17 +33,34 @@ impl App {
 
     /// Builds the application with the given clock (tests move time by hand).
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        config.metrics.check(config.environment)?;
         let state = build_state(config, clock).await?;
         let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", state.config.bind))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener =
+            match state.config.metrics.metrics_addr {
+                Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot listen on {addr} (ORDERHOST_METRICS_ADDR)")
+                })?),
+                None => None,
+            };
         state.ready.store(true, Ordering::Release);
         Ok(Self {
             listener,
             state,
             port,
+            metrics_listener,
         })
+    }
+
+    /// The port of the metrics listener, when `ORDERHOST_METRICS_ADDR` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// The port the application listens on.
@@ -57,7 +76,7 @@ impl App {
     /// Serves until `shutdown` completes, then finishes in-flight requests and closes the
     /// database pool.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let store = self.state.store.clone();
@@ -70,6 +89,8 @@ impl App {
         let auto_rollbacks = crate::registry::bindings::spawn_auto_rollbacks(&self.state);
         // Dropped (and so stopped) when serving ends, or when this future is dropped.
         let _fanout = crate::registry::fanout::spawn(&self.state);
+        let _sampler = crate::observability::spawn_sampler(&self.state);
+        let _metrics_server = self.serve_metrics();
         let router = crate::http::router(self.state);
         tracing::info!(
             port = self.port,
@@ -95,6 +116,36 @@ impl App {
         tracing::info!("closing the database");
         store.close().await;
         Ok(())
+    }
+}
+
+impl App {
+    /// Serves `GET /metrics` on its own listener when one is configured; says where
+    /// metrics are (or that production serves none). Stops when the guard is dropped.
+    fn serve_metrics(&mut self) -> Option<crate::observability::TaskGuard> {
+        use crate::observability::MetricsExposure;
+        let config = &self.state.config;
+        let token = config.metrics.token().is_some();
+        match config.metrics.exposure(config.environment) {
+            MetricsExposure::ApiPort => {
+                tracing::info!(token, "metrics served at /metrics on the API port");
+            }
+            MetricsExposure::Disabled => tracing::warn!(
+                "metrics are not served: production exposes GET /metrics only behind \
+                 ORDERHOST_METRICS_TOKEN or on ORDERHOST_METRICS_ADDR"
+            ),
+            MetricsExposure::Separate(addr) => {
+                let listener = self.metrics_listener.take()?;
+                tracing::info!(%addr, token, "metrics served at /metrics on their own listener");
+                let router = crate::http::metrics_router(self.state.clone());
+                return Some(crate::observability::TaskGuard::spawn(async move {
+                    if let Err(error) = axum::serve(listener, router).await {
+                        tracing::error!(%error, "metrics listener failed");
+                    }
+                }));
+            }
+        }
+        None
     }
 }
 

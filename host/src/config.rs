@@ -113,9 +113,9 @@ impl StoreConfig {
 /// Logging settings.
 #[derive(Debug, Clone, Args)]
 pub struct LogConfig {
-    /// Line format: `pretty` or `json`.
-    #[arg(long, global = true, env = "ORDERHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
+    /// Line format: `pretty` or `json`; unset = `json` in production, `pretty` otherwise.
+    #[arg(long, global = true, env = "ORDERHOST_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
     /// Filter in `tracing` syntax, e.g. `info` or `orderhost=debug,tower_http=info`.
     #[arg(long, global = true, env = "ORDERHOST_LOG", default_value = "info")]
     pub log_level: String,
@@ -127,7 +127,7 @@ pub struct LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
-            log_format: LogFormat::Pretty,
+            log_format: None,
             log_level: "info".to_owned(),
             log_dir: "logs".to_owned(),
         }
@@ -260,6 +260,9 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             store: StoreConfig::default(),
+    /// Who may read `GET /metrics`, and on which address.
+    #[command(flatten)]
+    pub metrics: crate::observability::MetricsConfig,
             environment: Environment::Development,
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             redis_url: String::new(),
@@ -316,6 +319,7 @@ impl Config {
         self.environment == Environment::Development
     }
 
+            metrics: crate::observability::MetricsConfig::default(),
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Ok(())

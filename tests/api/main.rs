@@ -21,6 +21,7 @@ mod ops_cli;
 mod orders;
 mod r#override;
 mod policy;
+mod observability;
 mod queue;
 mod redis_faults;
 mod registry;

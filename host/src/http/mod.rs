@@ -47,7 +47,13 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::queue::dead_letters::router())
         .merge(health::router());
     let (routes, openapi) = api.split_for_parts();
-    let routes = routes.route("/metrics", axum::routing::get(metrics));
+    // Production never serves metrics unauthenticated on this port (see `MetricsConfig`).
+    let routes = match state.config.metrics.exposure(state.config.environment) {
+        crate::observability::MetricsExposure::ApiPort => {
+            routes.route("/metrics", axum::routing::get(metrics))
+        }
+        _ => routes,
+    };
 
     let cors = cors_layer(&state);
     routes
@@ -75,6 +81,8 @@ pub fn router(state: AppState) -> Router {
                         .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
+                // Inside the span, outside the panic guard: a panic is counted as its 500.
+                .layer(middleware::from_fn(count_request))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(cors),
         )
@@ -105,6 +113,42 @@ fn make_span(request: &Request) -> Span {
 }
 
 fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
+/// Counts a request and its latency by method, route template (never the raw path: the
+/// label stays bounded) and status.
+async fn count_request(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!(
+        "orderhost_http_request_duration_seconds",
+        "method" => method,
+        "route" => route.clone()
+    )
+    .record(started.elapsed().as_secs_f64());
+    metrics::counter!(
+        "orderhost_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => status
+    )
+    .increment(1);
+    response
+}
+
     let status = response.status().as_u16();
     span.record("status", status);
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
@@ -169,8 +213,31 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
-async fn metrics() -> Response {
+/// `GET /metrics` alone, for the listener of `ORDERHOST_METRICS_ADDR`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::map_response(edge::envelope_bare_errors))
+        .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text format; 401 without the token when one is set.
+async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !state.config.metrics.authorizes(authorization) {
+        let mut response = ApiError::unauthenticated(
+            "send `Authorization: Bearer <token>` with the token of ORDERHOST_METRICS_TOKEN",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
     match crate::observability::metrics_handle() {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

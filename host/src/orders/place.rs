@@ -473,7 +473,7 @@ async fn insert_order(
         Some(relay) => relay.wake.notify_waiters(),
         None => state.work.notify_waiters(),
     }
-    metrics::counter!("orderhost_orders_accepted_total").increment(1);
+    crate::observability::order_metrics().accepted(i64::from(decision.priority));
     Ok(view)
 }
 

@@ -85,7 +85,7 @@ pub async fn process_claimed(
     }
     match settle(state, jobs).await {
         Ok(outcomes) => {
-            tally(&mut report, &outcomes);
+            tally(state, &mut report, jobs, &outcomes);
             finish(state, worker, jobs, &outcomes).await?;
         }
         Err(batch_error) => {
@@ -93,7 +93,7 @@ pub async fn process_claimed(
             for job in jobs {
                 match settle(state, std::slice::from_ref(job)).await {
                     Ok(outcomes) => {
-                        tally(&mut report, &outcomes);
+                        tally(state, &mut report, std::slice::from_ref(job), &outcomes);
                         finish(state, worker, std::slice::from_ref(job), &outcomes).await?;
                     }
                     Err(error) => {
@@ -138,18 +138,20 @@ async fn finish(
     Ok(())
 }
 
-fn tally(report: &mut PassReport, outcomes: &[Settled]) {
-    for outcome in outcomes {
+/// Counts a committed batch: the report, and per order its class, status and time from
+/// acceptance (the job's creation) to now.
+fn tally(state: &WorkerContext, report: &mut PassReport, jobs: &[Job], outcomes: &[Settled]) {
+    let metrics = crate::observability::order_metrics();
+    let now = state.clock.now_ms();
+    for (job, outcome) in jobs.iter().zip(outcomes) {
         match outcome {
             Settled::Confirmed => {
                 report.confirmed += 1;
-                metrics::counter!("orderhost_orders_settled_total", "status" => "CONFIRMED")
-                    .increment(1);
+                metrics.settled(job.priority, None, now - job.created_at);
             }
             Settled::Failed(reason) => {
                 report.failed += 1;
-                metrics::counter!("orderhost_orders_settled_total", "status" => "FAILED", "reason" => reason.clone())
-                    .increment(1);
+                metrics.settled(job.priority, Some(reason.as_str()), now - job.created_at);
             }
             Settled::Skipped | Settled::Exhausted => {}
         }
@@ -411,6 +413,11 @@ async fn give_up_or_retry(
         state.queue.acknowledge(std::slice::from_ref(job)).await?;
         return Ok(false);
     }
+    crate::observability::order_metrics().settled(
+        job.priority,
+        Some("RETRIES_EXHAUSTED"),
+        now - job.created_at,
+    );
     state.queue.bury(worker, job, &error, now).await?;
     tracing::error!(order = %job.order_id, %error, "order processing failed for the last time; job is dead");
     metrics::counter!("orderhost_queue_dead_total").increment(1);
