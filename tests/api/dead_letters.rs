@@ -24,7 +24,7 @@ backend_tests!(
 /// Attempts a job gets in these tests.
 const MAX_ATTEMPTS: u32 = 2;
 
-async fn app(backend: Backend) -> TestApp {
+pub(crate) async fn app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |c| {
         c.workers = 0;
         c.queue.max_attempts = MAX_ATTEMPTS;
@@ -35,7 +35,7 @@ async fn app(backend: Backend) -> TestApp {
 
 /// SQL that makes every stock update fail (raised by the database itself), and SQL that
 /// heals it.
-fn fault(backend: Backend) -> (&'static str, &'static str) {
+pub(crate) fn fault(backend: Backend) -> (&'static str, &'static str) {
     match backend {
         Backend::Sqlite => (
             "create trigger injected_fault before update on stock_items begin select raise(abort, 'injected fault'); end;",
@@ -50,13 +50,13 @@ fn fault(backend: Backend) -> (&'static str, &'static str) {
 }
 
 /// A customer of `tenant` (default when `None`); its token.
-async fn customer(app: &TestApp, email: &str, tenant: Option<&str>) -> String {
+pub(crate) async fn customer(app: &TestApp, email: &str, tenant: Option<&str>) -> String {
     app.register(email, tenant).await;
     app.login_as(email, tenant).await.1
 }
 
 /// Places an order of `quantity` × `stock_id`; its id.
-async fn place(app: &TestApp, token: &str, stock_id: &str, quantity: i64) -> String {
+pub(crate) async fn place(app: &TestApp, token: &str, stock_id: &str, quantity: i64) -> String {
     let order = json_ok(
         new_client()
             .post(app.url("/order"))
@@ -72,7 +72,7 @@ async fn place(app: &TestApp, token: &str, stock_id: &str, quantity: i64) -> Str
 }
 
 /// Worker passes (the fault in place) until the `orders` queued jobs are dead.
-async fn let_them_die(app: &TestApp, orders: usize) {
+pub(crate) async fn let_them_die(app: &TestApp, orders: usize) {
     for attempt in 1..=MAX_ATTEMPTS {
         // Redis mode: the relay pushes accepted orders asynchronously.
         app.outbox_drained().await;

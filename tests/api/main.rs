@@ -10,6 +10,7 @@ mod breaker;
 mod canary;
 mod catalog;
 mod cli;
+mod console;
 mod dead_letters;
 mod decisions;
 mod dry_run;

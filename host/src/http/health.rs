@@ -141,6 +141,28 @@ async fn report(state: &AppState) -> HealthReport {
     } else {
         "degraded"
     };
+    let queue = queue_health(state).await;
+    HealthReport {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        database_backend: state.store.backend(),
+        checks,
+        queue_depth: queue
+            .waiting
+            .as_ref()
+            .zip(queue.in_flight)
+            .map(|(waiting, in_flight)| waiting.values().sum::<i64>() + in_flight),
+        queue,
+        policy: PolicyHealth {
+            generation: state.policy.snapshot().generation,
+            components: state.policy.registry().all().len(),
+        },
+    }
+}
+
+/// The queue as `/health` reports it: waiting per priority, in flight, dead letters and,
+/// in Redis mode, the outbox (the operator console shows the same).
+pub(crate) async fn queue_health(state: &AppState) -> QueueHealth {
     let depth = tokio::time::timeout(PROBE_TIMEOUT, state.queue.depth())
         .await
         .ok()
@@ -156,23 +178,12 @@ async fn report(state: &AppState) -> HealthReport {
         }
         None => None,
     };
-    HealthReport {
-        status,
-        version: env!("CARGO_PKG_VERSION"),
-        database_backend: state.store.backend(),
-        checks,
-        queue_depth: depth.as_ref().map(|d| d.total()),
-        queue: QueueHealth {
-            backend: state.queue.kind().as_str(),
-            waiting: depth.as_ref().map(|d| d.waiting.clone()),
-            in_flight: depth.as_ref().map(|d| d.in_flight),
-            dead_letters: depth.as_ref().map(|d| d.dead),
-            outbox,
-        },
-        policy: PolicyHealth {
-            generation: state.policy.snapshot().generation,
-            components: state.policy.registry().all().len(),
-        },
+    QueueHealth {
+        backend: state.queue.kind().as_str(),
+        waiting: depth.as_ref().map(|d| d.waiting.clone()),
+        in_flight: depth.as_ref().map(|d| d.in_flight),
+        dead_letters: depth.as_ref().map(|d| d.dead),
+        outbox,
     }
 }
 

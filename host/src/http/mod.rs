@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::catalog::router())
         .merge(crate::orders::router())
         .merge(crate::queue::dead_letters::router())
+        .merge(crate::console::router())
         .merge(health::router());
     let (routes, openapi) = api.split_for_parts();
     // Production never serves metrics unauthenticated on this port (see `MetricsConfig`).

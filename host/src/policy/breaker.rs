@@ -846,6 +846,12 @@ async fn list_breakers(
         .await?
         .map(|t| t.slug)
         .ok_or_else(|| tenants::not_found(&tenant))?;
+    Ok(Json(view(&state, slug)))
+}
+
+/// The breakers of a tenant's hooks on this process: what `GET …/breakers` answers and
+/// the operator console shows.
+pub(crate) fn view(state: &AppState, slug: String) -> BreakersView {
     let set = state.policy.snapshot();
     let breakers = state.policy.breakers();
     let config = breakers.config();
@@ -862,7 +868,7 @@ async fn list_breakers(
             }
         })
         .collect();
-    Ok(Json(BreakersView {
+    BreakersView {
         tenant: slug,
         replica: state.fanout.id().to_owned(),
         settings: BreakerSettings {
@@ -873,7 +879,7 @@ async fn list_breakers(
             probes: config.probes,
         },
         breakers: hooks,
-    }))
+    }
 }
 
 #[cfg(test)]

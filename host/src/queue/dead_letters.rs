@@ -123,13 +123,25 @@ async fn list_dead_letters(
         (Role::Operator, None) => None,
         _ => Some(scope.tenant_id.as_str()),
     };
+    let (items, total) = list(&state, tenant, page.limit(), page.offset()).await?;
+    Ok(Json(Page::new(page, items, total)))
+}
+
+/// Dead letters of one tenant (every tenant's with `None`), most recently dead first,
+/// with their orders, and how many there are in all: what `GET /admin/dead-letters`
+/// lists and the operator console shows.
+pub(crate) async fn list(
+    state: &AppState,
+    tenant_id: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<DeadLetterView>, i64), ApiError> {
     let (jobs, total) = state
         .queue
-        .dead(tenant, page.limit(), page.offset())
+        .dead(tenant_id, limit, offset)
         .await
         .map_err(queue_unavailable)?;
-    let items = describe(&state.store, jobs).await?;
-    Ok(Json(Page::new(page, items, total)))
+    Ok((describe(&state.store, jobs).await?, total))
 }
 
 /// Joins dead jobs with their orders and tenants, keeping the queue's order.

@@ -1193,7 +1193,17 @@ async fn list_bindings(
     Path(tenant): Path<String>,
 ) -> Result<Json<BindingsView>, ApiError> {
     let (tenant_id, slug) = scope(&state, &actor, &tenant).await?;
-    let revision = history_rows(&state.store, &tenant_id, None, None, 1, 0)
+    Ok(Json(effective(&state, &tenant_id, slug).await?))
+}
+
+/// A tenant's effective binding per hook as this process serves it, with the tenant's
+/// latest revision: what `GET …/bindings` answers and the operator console shows.
+pub(crate) async fn effective(
+    state: &AppState,
+    tenant_id: &str,
+    slug: String,
+) -> Result<BindingsView, sqlx::Error> {
+    let revision = history_rows(&state.store, tenant_id, None, None, 1, 0)
         .await?
         .first()
         .map_or(0, |r| r.revision);
@@ -1217,11 +1227,24 @@ async fn list_bindings(
             }
         })
         .collect();
-    Ok(Json(BindingsView {
+    Ok(BindingsView {
         tenant: slug,
         revision,
         bindings,
-    }))
+    })
+}
+
+/// The tenant's latest `limit` binding changes, newest first.
+pub(crate) async fn recent_history(
+    store: &Store,
+    tenant_id: &str,
+    limit: i64,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    Ok(history_rows(store, tenant_id, None, None, limit, 0)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
 }
 
 /// Bind a component to a hook of the tenant: validated, compiled and smoke-called with
