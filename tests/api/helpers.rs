@@ -78,7 +78,8 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    async fn create() -> (Self, String) {
+    /// Creates a fresh database on the server of `DATABASE_URL`; returns it with its URL.
+    pub async fn create() -> (Self, String) {
         let server = postgres_server_url();
         let name = format!("orderhost_t_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::postgres::PgConnection::connect_with(

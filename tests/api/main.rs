@@ -13,6 +13,7 @@ mod cli;
 mod console;
 mod dead_letters;
 mod decisions;
+mod deploy;
 mod dry_run;
 mod durability;
 mod hardening;
