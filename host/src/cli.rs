@@ -1,11 +1,13 @@
-//! The command line: `serve`, `worker`, `migrate`, `user create`, `tenant create`,
-//! `catalog import`, `backup`, `restore`, `queue resync`, and the operator plane against a
-//! running server (`component`, `bind`, `rollback`, `bindings` in [`ops`]; `queue dead` in
-//! [`queue`]). Every option of the local commands has an environment variable and a
-//! default, so `orderhost serve` needs nothing.
+//! The command line: `serve` (`--demo`), `worker`, `migrate`, `demo`, `user create`,
+//! `tenant create`, `catalog import`, `backup`, `restore`, `queue resync`, and the operator
+//! plane against a running server (`component`, `bind`, `rollback`, `bindings` in [`ops`];
+//! `queue dead` in [`queue`]). Every option of the local commands has an environment
+//! variable and a default, so `orderhost serve` needs nothing. Long local work shows its
+//! progress on a terminal ([`progress`]).
 
 pub mod dryrun;
 pub mod ops;
+pub mod progress;
 pub mod queue;
 
 use std::{io::BufRead as _, process::ExitCode};
@@ -17,7 +19,7 @@ use crate::{
     app::{App, shutdown_signal},
     auth::{Role, check_password_shape, password},
     clock::{Clock, SystemClock},
-    config::{Config, LogConfig, StoreConfig},
+    config::{Config, Environment, LogConfig, StoreConfig},
     store::Store,
     tenants, users,
 };
@@ -38,11 +40,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API (migrations run first).
-    Serve(Box<Config>),
+    Serve(Box<ServeArgs>),
     /// Run order workers only (no HTTP); any number of these share one database.
     Worker(Box<Config>),
     /// Apply database migrations and exit.
-    Migrate(StoreConfig),
+    Migrate(MigrateArgs),
+    /// Seed the demo shop (catalog and users with published passwords, in the default
+    /// tenant) into the configured database and exit; refused in production.
+    Demo(MigrateArgs),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -75,6 +80,30 @@ pub enum Command {
     /// letters on a running server.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The service's settings.
+    #[command(flatten)]
+    pub config: Config,
+    /// Seed the demo shop (see `orderhost demo`) when it is missing, print its users and
+    /// passwords, then serve; refused in production.
+    #[arg(long, env = "ORDERHOST_DEMO", default_value_t = false)]
+    pub demo: bool,
+}
+
+/// Arguments of `migrate` and `demo`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Database settings.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// `development` or `production` (how long start-up waits for the database; `demo`
+    /// is refused in production).
+    #[arg(long = "env", env = "ORDERHOST_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
 }
 
 /// Arguments of `backup`.
@@ -189,10 +218,19 @@ pub async fn main() -> anyhow::Result<()> {
     };
     let _guards = crate::observability::init(&cli.log)?;
     match cli.command {
-        Command::Serve(config) => {
+        Command::Serve(args) => {
+            let ServeArgs { config, demo } = *args;
+            if demo {
+                crate::demo::check_environment(config.environment)?;
+            }
+            let environment = config.environment;
             // Installed before start-up: a SIGTERM meanwhile still ends in a clean shutdown.
             let shutdown = shutdown_signal();
-            let app = App::build(*config).await?;
+            let app = App::build(config).await?;
+            if demo {
+                let report = crate::demo::seed(&app.state().store, environment).await?;
+                println!("{}", crate::demo::summary(report));
+            }
             app.run_until_stopped(shutdown).await
         }
         Command::Worker(config) => {
@@ -211,10 +249,20 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Queue(command) => queue::run(command).await,
-        Command::Migrate(store) => {
-            let store = Store::connect(&store).await?;
-            store.migrate().await?;
+        Command::Migrate(args) => {
+            let wait = args.store.startup_timeout(args.environment);
+            let store = Store::open(&args.store, wait).await?;
             tracing::info!(backend = store.backend(), "migrations applied");
+            store.close().await;
+            Ok(())
+        }
+        Command::Demo(args) => {
+            crate::demo::check_environment(args.environment)?;
+            let wait = args.store.startup_timeout(args.environment);
+            let store = Store::open(&args.store, wait).await?;
+            let report = crate::demo::seed(&store, args.environment).await;
+            store.close().await;
+            println!("{}", crate::demo::summary(report?));
             Ok(())
         }
         Command::Backup(args) => {
@@ -250,8 +298,7 @@ pub async fn main() -> anyhow::Result<()> {
             unreachable!("handled before logging is set up")
         }
         Command::Tenant(TenantCommand::Create(args)) => {
-            let store = Store::connect(&args.store).await?;
-            store.migrate().await?;
+            let store = Store::open(&args.store, std::time::Duration::ZERO).await?;
             let slug = tenants::parse_slug(&args.slug)?;
             let name = tenants::parse_name(Some(&args.name), &slug)?;
             tenants::create(&store, &slug, &name, SystemClock.now_ms())
@@ -277,8 +324,7 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
     };
     check_password_shape(&password)?;
     let email = users::Email::parse(&args.email)?;
-    let store = Store::connect(&args.store).await?;
-    store.migrate().await?;
+    let store = Store::open(&args.store, std::time::Duration::ZERO).await?;
     let tenant_id = tenants::resolve(&store, Some(&args.tenant)).await?;
     let hash = password::hash(password).await?;
     let now = SystemClock.now_ms();

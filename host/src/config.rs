@@ -54,6 +54,25 @@ pub struct StoreConfig {
         default_value_t = false
     )]
     pub sqlite_accept_data_loss: bool,
+    /// How long a database operation waits for a pooled connection, in ms (100 – 600 000).
+    /// While the database is down, a request waits this long for a new connection before
+    /// it is answered 503 `DEPENDENCY_UNAVAILABLE`.
+    #[arg(
+        long,
+        env = "ORDERHOST_DB_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=600_000)
+    )]
+    pub db_acquire_timeout_ms: u64,
+    /// How long start-up (`serve`, `worker`, `migrate`, `demo`) keeps retrying a database
+    /// that does not answer, in seconds (0 – 3 600; 0 = one attempt). Default: 60 in
+    /// production, 5 in development. Then the command exits non-zero naming the database.
+    #[arg(
+        long,
+        env = "ORDERHOST_DB_STARTUP_TIMEOUT_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=3_600)
+    )]
+    pub db_startup_timeout_secs: Option<u64>,
 }
 
 /// When a SQLite commit reaches the disk (`PRAGMA synchronous`, in WAL mode).
@@ -76,6 +95,8 @@ impl Default for StoreConfig {
             db_max_connections: 16,
             sqlite_synchronous: SqliteSynchronous::Full,
             sqlite_accept_data_loss: false,
+            db_acquire_timeout_ms: 10_000,
+            db_startup_timeout_secs: None,
         }
     }
 }
@@ -94,6 +115,22 @@ impl StoreConfig {
     /// Whether the database is the embedded SQLite file (or memory).
     pub fn is_sqlite(&self) -> bool {
         self.database_url.trim().starts_with("sqlite:")
+    }
+
+    /// How long a database operation waits for a pooled connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    /// How long start-up keeps retrying an unreachable database in `environment`: the
+    /// configured value, else 60 s in production (the database of a fresh deployment may
+    /// start after orderhost) and 5 s in development (a newcomer learns fast that it is
+    /// not there).
+    pub fn startup_timeout(&self, environment: Environment) -> Duration {
+        Duration::from_secs(self.db_startup_timeout_secs.unwrap_or(match environment {
+            Environment::Production => 60,
+            Environment::Development => 5,
+        }))
     }
 
     /// Checks the durability setting against the environment: production refuses
@@ -223,6 +260,9 @@ pub struct Config {
     /// The canary guard: when a canary is rolled back by itself.
     #[command(flatten)]
     pub canary: crate::policy::canary::CanaryConfig,
+    /// Who may read `GET /metrics`, and on which address.
+    #[command(flatten)]
+    pub metrics: crate::observability::MetricsConfig,
     /// How long an `Idempotency-Key` is honoured after its first use, in seconds (at least
     /// 60); after that the key is free again and expired keys are swept.
     #[arg(
@@ -260,9 +300,6 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             store: StoreConfig::default(),
-    /// Who may read `GET /metrics`, and on which address.
-    #[command(flatten)]
-    pub metrics: crate::observability::MetricsConfig,
             environment: Environment::Development,
             bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
             redis_url: String::new(),
@@ -282,6 +319,7 @@ impl Default for Config {
             queue: crate::queue::QueueConfig::default(),
             breaker: crate::policy::breaker::BreakerConfig::default(),
             canary: crate::policy::canary::CanaryConfig::default(),
+            metrics: crate::observability::MetricsConfig::default(),
             idempotency_ttl_secs: 24 * 3600,
             decision_retention_days: 30,
             login_max_failures: 5,
@@ -319,7 +357,6 @@ impl Config {
         self.environment == Environment::Development
     }
 
-            metrics: crate::observability::MetricsConfig::default(),
     /// Checks what can be checked before anything starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         Ok(())

@@ -157,8 +157,11 @@ pub async fn build_worker_context(
 ) -> anyhow::Result<WorkerContext> {
     config.validate()?;
     config.store.check_durability(config.environment)?;
-    let store = Store::connect(&config.store).await?;
-    store.migrate().await?;
+    let store = Store::open(
+        &config.store,
+        config.store.startup_timeout(config.environment),
+    )
+    .await?;
     let redis = redis_client(&config)?;
     let work = Arc::new(Notify::new());
     let (queue, relay) = build_queue(&config, &store, redis.as_ref(), &clock, &work).await?;
@@ -192,8 +195,11 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> anyhow::Resul
     .await
     .context("policy loading panicked")?
     .context("cannot load the policy bindings")?;
-    let store = Store::connect(&config.store).await?;
-    store.migrate().await?;
+    let store = Store::open(
+        &config.store,
+        config.store.startup_timeout(config.environment),
+    )
+    .await?;
     let policy = Arc::new(policy);
     // Bindings made over the admin API take precedence over the TOML files.
     crate::registry::bindings::refresh(&store, &policy)

@@ -40,12 +40,23 @@ pub struct ImportArgs {
 /// Runs the import: parse and validate the whole file, apply migrations, then write it in
 /// one transaction and print "N created, M updated".
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let items = parse_file(&args.file)?;
-    let store = Store::connect(&args.store).await?;
-    store.migrate().await?;
+    let reading = crate::cli::progress::spinner(&format!("reading {}", args.file.display()));
+    let items = parse_file(&args.file);
+    reading.finish_and_clear();
+    let items = items?;
+    let store = Store::open(&args.store, std::time::Duration::ZERO).await?;
     let tenant_id = tenants::resolve(&store, Some(&args.tenant)).await?;
-    let summary = super::upsert_by_sku(&store, &tenant_id, &items, SystemClock.now_ms())
-        .await
+    let bar = crate::cli::progress::bar(items.len() as u64, "importing");
+    let written = super::upsert_by_sku_with_progress(
+        &store,
+        &tenant_id,
+        &items,
+        SystemClock.now_ms(),
+        |done| bar.set_position(done),
+    )
+    .await;
+    bar.finish_and_clear();
+    let summary = written
         .with_context(|| format!("{}: import failed, nothing written", args.file.display()))?;
     store.close().await;
     tracing::info!(file = %args.file.display(), tenant = %args.tenant,

@@ -920,11 +920,24 @@ pub async fn upsert_by_sku(
     items: &[Upsert],
     now: i64,
 ) -> Result<UpsertSummary, CatalogError> {
+    upsert_by_sku_with_progress(store, tenant_id, items, now, |_| {}).await
+}
+
+/// [`upsert_by_sku`], calling `progress` with the number of items written so far after
+/// each item (the command line draws its bar from it; nothing is committed before the
+/// end).
+pub async fn upsert_by_sku_with_progress(
+    store: &Store,
+    tenant_id: &str,
+    items: &[Upsert],
+    now: i64,
+    progress: impl Fn(u64),
+) -> Result<UpsertSummary, CatalogError> {
     let mut summary = UpsertSummary::default();
     let actor: Option<&str> = None;
     with_pool!(store, pool => {
         let mut tx = pool.begin_write().await?;
-        for item in items {
+        for (done, item) in (1u64..).zip(items) {
             let sku = item.new.sku.as_str();
             if update_product!(&mut *tx, "sku", sku, tenant_id, &item.patch, now) == 1 {
                 summary.updated += 1;
@@ -932,6 +945,7 @@ pub async fn upsert_by_sku(
                 insert_product!(tx, tenant_id, &item.new, actor, now);
                 summary.created += 1;
             }
+            progress(done);
         }
         tx.commit().await?;
     });

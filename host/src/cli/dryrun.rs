@@ -111,23 +111,29 @@ pub async fn run(args: DryRunArgs) -> Result<(), OpsError> {
         .await?;
     let id = text(&started["id"]);
     let url = client.url(&["admin", "tenants", &args.tenant, "dry-run", &id], &[]);
+    // `--json` is for programs: no progress even on a terminal.
+    let progress = if args.server.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        super::progress::bar(0, "replaying orders")
+    };
     let run = loop {
-        let (_, run) = client.send(Method::GET, url.clone(), None).await?;
+        let polled = client.send(Method::GET, url.clone(), None).await;
+        let run = match polled {
+            Ok((_, run)) => run,
+            Err(error) => {
+                progress.finish_and_clear();
+                return Err(error);
+            }
+        };
         if run["status"] != "running" {
             break run;
         }
-        if !args.server.json {
-            eprint!(
-                "\rreplaying: {}/{} orders",
-                text(&run["processed"]),
-                text(&run["total"])
-            );
-        }
+        progress.set_length(run["total"].as_u64().unwrap_or(0));
+        progress.set_position(run["processed"].as_u64().unwrap_or(0));
         tokio::time::sleep(POLL).await;
     };
-    if !args.server.json {
-        eprint!("\r");
-    }
+    progress.finish_and_clear();
     if run["status"] == "failed" {
         return Err(OpsError::Api {
             status: reqwest::StatusCode::OK,

@@ -84,10 +84,13 @@ pub async fn run(command: QueueCommand) -> anyhow::Result<()> {
                 .queue
                 .kind(&config.redis_url)
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let store = Store::connect(&config.store).await?;
-            store.migrate().await?;
+            let store = Store::open(&config.store, std::time::Duration::ZERO).await?;
             let max_attempts = i32::try_from(config.queue.max_attempts).unwrap_or(5);
-            let written = outbox::resync(&store, kind, max_attempts, SystemClock.now_ms()).await?;
+            // One statement: its size is unknown until it ends, so a spinner.
+            let spinner = super::progress::spinner("queueing PENDING orders again");
+            let written = outbox::resync(&store, kind, max_attempts, SystemClock.now_ms()).await;
+            spinner.finish_and_clear();
+            let written = written?;
             store.close().await;
             match kind {
                 crate::queue::QueueKind::Redis => println!(

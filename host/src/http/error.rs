@@ -154,16 +154,16 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorCode(pub &'static str);
 
-/// Database errors: a pool or I/O failure is a dependency outage (503), anything else a
-/// bug (500). Expected constraint violations are mapped next to their query instead.
+/// Database errors: the database unreachable (pool timeout, I/O, a connection lost, the
+/// server shutting down or starting up, out of connections: [`crate::store::is_unavailable`])
+/// is a dependency outage (503), anything else a bug (500). Expected constraint violations
+/// are mapped next to their query instead.
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => Self::unavailable(err),
-            _ => Self::internal(err),
+        if crate::store::is_unavailable(&err) {
+            Self::unavailable(err)
+        } else {
+            Self::internal(err)
         }
     }
 }

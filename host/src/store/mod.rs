@@ -74,6 +74,118 @@ pub enum StoreError {
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database did not answer within the start-up timeout.
+    #[error(
+        "the database at {target} did not answer within {waited_secs} s ({attempts} attempt(s)); last error: {last} (is it running and reachable? ORDERHOST_DB_STARTUP_TIMEOUT_SECS sets how long start-up waits)"
+    )]
+    Unreachable {
+        /// Where the database is: `host:port/database`, never the password.
+        target: String,
+        /// How long start-up waited, in seconds.
+        waited_secs: u64,
+        /// Connection attempts made.
+        attempts: u32,
+        /// The last attempt's error, with the URL's password masked.
+        last: String,
+    },
+}
+
+/// Whether `err` means the database cannot be reached right now (down, restarting, out of
+/// connections, the network in between failing) rather than a bug or a refusal: requests
+/// answer it with 503 `DEPENDENCY_UNAVAILABLE`, start-up retries it.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception), 57P01–57P03 (the server shuts down,
+        // crashed or is starting up), 53300 (too many connections).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+/// The longest pause between two start-up attempts.
+pub const STARTUP_BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+impl StoreError {
+    /// Whether this is the database being unreachable (worth retrying at start-up).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Connect(e) => is_unavailable(e),
+            Self::Migrate(e) => migration_unavailable(e),
+            Self::Unreachable { .. } => true,
+            Self::UnsupportedUrl(_) | Self::CreateDir { .. } => false,
+        }
+    }
+}
+
+/// Whether a migration failed because the database could not be reached.
+fn migration_unavailable(err: &sqlx::migrate::MigrateError) -> bool {
+    match err {
+        sqlx::migrate::MigrateError::Execute(e)
+        | sqlx::migrate::MigrateError::ExecuteMigration(e, _) => is_unavailable(e),
+        _ => false,
+    }
+}
+
+/// `url` with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url.trim()) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.trim().to_owned(),
+        // Not a URL we can take apart: say nothing of it but its scheme.
+        Err(_) => match url.trim().split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…"),
+            None => "(unparsable URL)".to_owned(),
+        },
+    }
+}
+
+/// `text` with every occurrence of the password of `url` (as written and percent-decoded)
+/// replaced by `***`.
+pub fn redact_password(text: &str, url: &str) -> String {
+    let Some(password) = url::Url::parse(url.trim())
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    else {
+        return text.to_owned();
+    };
+    let decoded = percent_encoding::percent_decode_str(&password)
+        .decode_utf8_lossy()
+        .into_owned();
+    let mut text = text.to_owned();
+    for secret in [password, decoded] {
+        if !secret.is_empty() {
+            text = text.replace(&secret, "***");
+        }
+    }
+    text
+}
+
+/// Where the database of `url` is, for messages: `host:port/database` for PostgreSQL, the
+/// file for SQLite; never the user's password.
+pub fn database_target(url: &str) -> String {
+    let url = url.trim();
+    if let Some(path) = sqlite_path(url) {
+        return path.display().to_string();
+    }
+    match url::Url::parse(url) {
+        Ok(parsed) => format!(
+            "{}:{}{}",
+            parsed.host_str().unwrap_or("localhost"),
+            parsed.port().unwrap_or(5432),
+            parsed.path()
+        ),
+        Err(_) => redact_url(url),
+    }
 }
 
 /// The file path in a `sqlite:` URL, if it is one (`sqlite::memory:` has none).
@@ -131,7 +243,7 @@ impl Store {
             }
             let pool = SqlitePoolOptions::new()
                 .max_connections(cfg.db_max_connections.max(1))
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(cfg.acquire_timeout())
                 .connect_with(options)
                 .await
                 .map_err(StoreError::Connect)?;
@@ -144,7 +256,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(cfg.db_max_connections.max(1))
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(cfg.acquire_timeout())
                 .connect(url)
                 .await
                 .map_err(StoreError::Connect)?;
@@ -168,8 +280,97 @@ impl Store {
             }
             Ok(store)
         } else {
-            Err(StoreError::UnsupportedUrl(url.to_owned()))
+            Err(StoreError::UnsupportedUrl(redact_url(url)))
         }
+    }
+
+    /// Opens the pool and applies the migrations, as every start-up does. A database that
+    /// cannot be reached (refused, timed out, starting up, out of connections) is retried
+    /// with a backoff capped at [`STARTUP_BACKOFF_MAX`], one WARN per failed attempt, until
+    /// `wait` has passed; then [`StoreError::Unreachable`] names where the database is
+    /// (never its password). Other errors (a bad URL, wrong credentials, a migration that
+    /// does not apply) stop at once.
+    pub async fn open(cfg: &StoreConfig, wait: Duration) -> Result<Self, StoreError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait;
+        let url = cfg.database_url.trim();
+        let mut backoff = Duration::from_millis(250);
+        let mut attempts: u32 = 0;
+        loop {
+            attempts += 1;
+            // An attempt may not outlast the start-up window, nor the pool's own acquire
+            // timeout when there is no window (a single attempt).
+            let budget = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .clamp(
+                    Duration::from_millis(500),
+                    cfg.acquire_timeout().max(Duration::from_millis(500)),
+                );
+            let error = match Self::open_once(cfg, budget).await {
+                Ok(store) => {
+                    if attempts > 1 {
+                        tracing::info!(
+                            database = %database_target(url),
+                            attempts,
+                            "database reachable"
+                        );
+                    }
+                    return Ok(store);
+                }
+                Err(error) if error.is_unavailable() => error,
+                Err(error) => return Err(error),
+            };
+            let last = redact_password(&error.to_string(), url);
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(StoreError::Unreachable {
+                    target: database_target(url),
+                    waited_secs: started.elapsed().as_secs(),
+                    attempts,
+                    last,
+                });
+            }
+            let pause = backoff.min(remaining);
+            tracing::warn!(
+                database = %database_target(url),
+                attempt = attempts,
+                error = %last,
+                retry_in_ms = pause.as_millis() as u64,
+                remaining_secs = remaining.as_secs(),
+                "database not reachable yet; retrying"
+            );
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(STARTUP_BACKOFF_MAX);
+        }
+    }
+
+    /// One start-up attempt: a first connection within `budget` (so the real error, not a
+    /// pool timeout, is reported), then the pool and the migrations.
+    async fn open_once(cfg: &StoreConfig, budget: Duration) -> Result<Self, StoreError> {
+        let url = cfg.database_url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            use sqlx::ConnectOptions as _;
+            let options =
+                sqlx::postgres::PgConnectOptions::from_str(url).map_err(StoreError::Connect)?;
+            match tokio::time::timeout(budget, options.connect()).await {
+                Ok(Ok(probe)) => {
+                    let _ = sqlx::Connection::close(probe).await;
+                }
+                Ok(Err(error)) => return Err(StoreError::Connect(error)),
+                Err(_) => {
+                    return Err(StoreError::Connect(sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {} ms", budget.as_millis()),
+                    ))));
+                }
+            }
+        }
+        let store = Self::connect(cfg).await?;
+        if let Err(error) = store.migrate().await {
+            store.close().await;
+            return Err(error);
+        }
+        Ok(store)
     }
 
     /// How durable a commit is, as the database reports it for a pooled connection:
