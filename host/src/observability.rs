@@ -373,6 +373,32 @@ impl OrderMetrics {
     }
 }
 
+/// The handles of one hook of one component (`hook`, `component` labels).
+pub struct CallMetrics {
+    /// `orderhost_policy_calls_total`.
+    pub calls: Counter,
+    /// `orderhost_policy_fuel_used` (successful calls).
+    pub fuel: Histogram,
+    /// `orderhost_policy_call_seconds` (successful calls).
+    pub seconds: Histogram,
+}
+
+impl CallMetrics {
+    /// Resolves the handles of `hook` of `component` (`name@version`).
+    pub fn new(hook: &'static str, component: String) -> Self {
+        // The recorder first: a handle taken before it is installed would count nothing.
+        let _ = metrics_handle();
+        Self {
+            calls: metrics::counter!("orderhost_policy_calls_total",
+                "hook" => hook, "component" => component.clone()),
+            fuel: metrics::histogram!("orderhost_policy_fuel_used",
+                "hook" => hook, "component" => component.clone()),
+            seconds: metrics::histogram!("orderhost_policy_call_seconds",
+                "hook" => hook, "component" => component),
+        }
+    }
+}
+
 /// Who may read `GET /metrics`, and where.
 #[derive(Debug, Clone, Default, Args)]
 pub struct MetricsConfig {

@@ -140,6 +140,8 @@ pub struct CompiledComponent {
     imports: Vec<String>,
     /// Every export, likewise.
     exports: Vec<String>,
+    /// The metric handles of each hook, resolved on its first call (per `Hook::ALL`).
+    metrics: [OnceLock<crate::observability::CallMetrics>; 3],
 }
 
 impl std::fmt::Debug for CompiledComponent {
@@ -153,6 +155,14 @@ impl std::fmt::Debug for CompiledComponent {
 }
 
 impl CompiledComponent {
+    /// The call metrics of `hook` of this component: counting a call is an atomic add,
+    /// not a registry lookup with freshly built labels.
+    pub fn call_metrics(&self, hook: Hook) -> &crate::observability::CallMetrics {
+        let index = Hook::ALL.iter().position(|h| *h == hook).unwrap_or(0);
+        self.metrics[index]
+            .get_or_init(|| crate::observability::CallMetrics::new(hook.as_str(), self.id()))
+    }
+
     /// `name@version`.
     pub fn id(&self) -> String {
         format!("{}@{}", self.name, self.version)
@@ -360,6 +370,7 @@ impl PolicyEngine {
             pres,
             imports,
             exports,
+            metrics: Default::default(),
         })
     }
 

@@ -738,37 +738,31 @@ impl PolicyRuntime {
             config: binding.config.clone(),
             limits: binding.limits,
         };
-        let component = binding.component.id();
         let result = self.engine.call(&spec, ctx).and_then(|outcome| {
             check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
                 kind: FaultKind::InvalidOutput,
                 tenant: ctx.tenant.clone(),
                 hook,
-                component: component.clone(),
+                component: binding.component.id(),
                 detail,
                 fuel_used: outcome.fuel_used,
             })?;
             Ok(outcome)
         });
-        let labels = [("hook", hook.as_str().to_owned()), ("component", component)];
-        metrics::counter!("orderhost_policy_calls_total", &labels).increment(1);
+        let metrics = binding.component.call_metrics(hook);
+        metrics.calls.increment(1);
         match result {
             Ok(outcome) => {
-                metrics::histogram!("orderhost_policy_fuel_used", &labels)
-                    .record(outcome.fuel_used as f64);
-                metrics::histogram!("orderhost_policy_call_seconds", &labels)
-                    .record(outcome.elapsed.as_secs_f64());
+                metrics.fuel.record(outcome.fuel_used as f64);
+                metrics.seconds.record(outcome.elapsed.as_secs_f64());
                 Ok(outcome)
             }
             Err(fault) => {
-                let [hook_label, component_label] = labels;
                 metrics::counter!(
                     "orderhost_policy_errors_total",
-                    &[
-                        hook_label,
-                        component_label,
-                        ("kind", fault.kind.as_str().to_owned())
-                    ]
+                    "hook" => hook.as_str(),
+                    "component" => fault.component.clone(),
+                    "kind" => fault.kind.as_str()
                 )
                 .increment(1);
                 Err(fault)
