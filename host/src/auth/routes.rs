@@ -152,6 +152,10 @@ async fn register(
         state.clock.now_ms(),
     )
     .await?;
+    // The rest of this request's lines (and its `request finished`) name the new account.
+    let span = tracing::Span::current();
+    span.record("tenant", tenant_id.as_str());
+    span.record("user", user.id.as_str());
     tracing::info!(user = %user.id, tenant = %user.tenant_slug, "user registered");
     Ok((StatusCode::CREATED, Json(user.into())))
 }
@@ -221,6 +225,10 @@ async fn login(
         }
     };
     state.auth.throttle.clear_account(&account);
+    // Signed in: the rest of this request's lines name the account.
+    let span = tracing::Span::current();
+    span.record("tenant", user.tenant_id.as_str());
+    span.record("user", user.id.as_str());
     let (jar, session) = start_session(&state, jar, &user).await?;
     tracing::info!(user = %user.id, "signed in");
     Ok((jar, Json(session)))
