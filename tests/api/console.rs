@@ -165,6 +165,12 @@ async fn the_console_is_for_admins_and_operators_and_its_state_is_scoped(backend
         }
     }
 
+    // The state endpoint is documented; the page and its files are not API.
+    let doc = json_ok(app.get("/api/openapi.json").await, StatusCode::OK).await;
+    let state_op = &doc["paths"]["/admin/console/state"]["get"];
+    assert_eq!(state_op["tags"], json!(["console"]), "{state_op}");
+    assert!(doc["paths"].get("/admin/console").is_none());
+
     // Customers: 403 for the page and the state.
     assert_error(
         get(&app, &ann, "/admin/console").await,
@@ -418,13 +424,26 @@ async fn browser_scenario(backend: Backend) {
         .send_keys("admin@example.com")
         .await
         .unwrap();
+    // A wrong password: the form shows the API's code and message.
+    let password = browser.find(Locator::Id("password")).await.unwrap();
+    password.send_keys("not the password").await.unwrap();
     browser
-        .find(Locator::Id("password"))
+        .find(Locator::Id("sign-in"))
         .await
         .unwrap()
-        .send_keys(PASSWORD)
+        .click()
         .await
         .unwrap();
+    wait_until(
+        &browser,
+        "the login error",
+        "const e = document.getElementById('login-error'); \
+         return e.hidden ? '' : e.textContent.split(':')[0]",
+        json!("INVALID_CREDENTIALS"),
+    )
+    .await;
+    password.clear().await.unwrap();
+    password.send_keys(PASSWORD).await.unwrap();
     save_screenshot(&browser, "main.login-box", "login").await;
     browser
         .find(Locator::Id("sign-in"))
@@ -551,6 +570,36 @@ async fn browser_scenario(backend: Backend) {
     );
     assert_eq!(latest["byEmail"], "admin@example.com");
     save_screenshot(&browser, "#bindings", "bindings-after-rollback").await;
+    // A refusal is shown with its code and message, and the stamp turns stale: an admin
+    // naming another tenant gets 404.
+    browser
+        .goto(&app.url("/admin/console?tenant=nowhere"))
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the refusal shown",
+        "const n = document.getElementById('notice'); \
+         return n.hidden ? '' : n.className + ' ' + n.textContent.split(':')[0]",
+        json!("notice error TENANT_NOT_FOUND"),
+    )
+    .await;
+    wait_until(
+        &browser,
+        "the stale stamp",
+        "return document.getElementById('updated').className",
+        json!("stamp stale"),
+    )
+    .await;
+    browser.goto(&app.url("/admin/console")).await.unwrap();
+    wait_until(
+        &browser,
+        "the console back",
+        &format!("return document.querySelectorAll(\"{validation}\").length"),
+        json!(1),
+    )
+    .await;
+
     // The whole page as a browser window shows it.
     browser
         .execute("window.scrollTo(0, 0)", vec![])
