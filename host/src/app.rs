@@ -89,7 +89,8 @@ impl App {
         let auto_rollbacks = crate::registry::bindings::spawn_auto_rollbacks(&self.state);
         // Dropped (and so stopped) when serving ends, or when this future is dropped.
         let _fanout = crate::registry::fanout::spawn(&self.state);
-        let _sampler = crate::observability::spawn_sampler(&self.state);
+        let _sampler =
+            crate::observability::spawn_sampler(self.state.queue.clone(), self.state.store.clone());
         let _metrics_server = self.serve_metrics();
         let router = crate::http::router(self.state);
         tracing::info!(
@@ -134,19 +135,55 @@ impl App {
                 "metrics are not served: production exposes GET /metrics only behind \
                  ORDERHOST_METRICS_TOKEN or on ORDERHOST_METRICS_ADDR"
             ),
-            MetricsExposure::Separate(addr) => {
+            MetricsExposure::Separate(_) => {
                 let listener = self.metrics_listener.take()?;
-                tracing::info!(%addr, token, "metrics served at /metrics on their own listener");
-                let router = crate::http::metrics_router(self.state.clone());
-                return Some(crate::observability::TaskGuard::spawn(async move {
-                    if let Err(error) = axum::serve(listener, router).await {
-                        tracing::error!(%error, "metrics listener failed");
-                    }
-                }));
+                return Some(serve_metrics_on(listener, &config.metrics));
             }
         }
         None
     }
+}
+
+fn serve_metrics_on(
+    listener: TcpListener,
+    config: &crate::observability::MetricsConfig,
+) -> crate::observability::TaskGuard {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let token = config.token().is_some();
+    tracing::info!(%addr, token, "metrics served at /metrics on their own listener");
+    let router = crate::http::metrics_router(config.clone());
+    crate::observability::TaskGuard::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!(%error, "metrics listener failed");
+        }
+    })
+}
+
+/// `orderhost worker`'s metrics: its settlements, the queue and its pool, sampled and
+/// served on `ORDERHOST_METRICS_ADDR` (behind the token when set). A worker has no API
+/// port: without that address it exports nothing. Stops when the guard is dropped.
+pub async fn worker_metrics(
+    state: &WorkerContext,
+) -> anyhow::Result<
+    Option<(
+        crate::observability::TaskGuard,
+        crate::observability::TaskGuard,
+    )>,
+> {
+    let config = &state.config.metrics;
+    config.check(state.config.environment)?;
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (ORDERHOST_METRICS_ADDR)"))?;
+    let _ = crate::observability::metrics_handle();
+    let sampler = crate::observability::spawn_sampler(state.queue.clone(), state.store.clone());
+    Ok(Some((serve_metrics_on(listener, config), sampler)))
 }
 
 /// Re-reads the TOML bindings on every SIGHUP (the database bindings stay above them); a

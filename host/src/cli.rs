@@ -239,6 +239,8 @@ pub async fn main() -> anyhow::Result<()> {
             let state =
                 crate::state::build_worker_context(*config, std::sync::Arc::new(SystemClock))
                     .await?;
+            // Served on ORDERHOST_METRICS_ADDR when set; stopped when this command ends.
+            let _metrics = crate::app::worker_metrics(&state).await?;
             let (stop, workers) = crate::orders::process::spawn_workers(&state, count);
             shutdown.await;
             let _ = stop.send(true);

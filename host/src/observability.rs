@@ -529,8 +529,10 @@ impl Drop for TaskGuard {
 /// Starts the sampler: every [`SAMPLE_EVERY`] (the first at once), the queue depth per
 /// priority class, the jobs in flight and dead (read like `GET /health` reads them), and
 /// this process's database pool. Stops when the guard is dropped.
-pub fn spawn_sampler(state: &crate::state::AppState) -> TaskGuard {
-    let (queue, store) = (state.queue.clone(), state.store.clone());
+pub fn spawn_sampler(
+    queue: std::sync::Arc<dyn crate::queue::JobQueue>,
+    store: crate::store::Store,
+) -> TaskGuard {
     let _ = order_metrics();
     let waiting =
         PRIORITY_CLASSES.map(|class| metrics::gauge!("orderhost_queue_waiting", "class" => class));

@@ -930,3 +930,191 @@ async fn no_secret_reaches_a_log_line_or_an_answer() {
         .expect("the order's line");
     assert_eq!(written["fields"]["order"], orders[0].as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_serves_its_settlements_on_the_metrics_address() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("w.db").display());
+    // The API without workers, in this process; the orders are settled by the worker.
+    let config = orderhost::Config {
+        store: orderhost::config::StoreConfig {
+            database_url: database_url.clone(),
+            db_max_connections: 4,
+            ..Default::default()
+        },
+        bind: "127.0.0.1:0".parse().unwrap(),
+        policies_dir: dir.path().join("policies"),
+        workers: 0,
+        ..Default::default()
+    };
+    let app = orderhost::App::build(config).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let store = app.state().store.clone();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let mut child = Command::new(BIN)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &database_url)
+        .env("ORDERHOST_METRICS_ADDR", "127.0.0.1:0")
+        .env("ORDERHOST_METRICS_TOKEN", METRICS_TOKEN)
+        .env("ORDERHOST_LOG_DIR", "")
+        .args(["worker", "--log-format", "json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (stdout, sink) = (child.stdout.take().unwrap(), lines.clone());
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let metrics_url = loop {
+        let addr = lines.lock().unwrap().iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["fields"]["message"] == "metrics served at /metrics on their own listener")
+                .then(|| v["fields"]["addr"].as_str().map(str::to_owned))?
+        });
+        if let Some(addr) = addr {
+            break format!("http://{addr}/metrics");
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the worker did not serve metrics: {:?}",
+                lines.lock().unwrap()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    // An order placed through the API, settled by the worker process.
+    let client = new_client();
+    json_ok(
+        client
+            .post(format!("{base}/auth/register"))
+            .json(&json!({ "email": "ann@example.com", "password": crate::helpers::PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let login = json_ok(
+        client
+            .post(format!("{base}/auth/login"))
+            .json(&json!({ "email": "ann@example.com", "password": crate::helpers::PASSWORD }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let tenant = orderhost::tenants::resolve(&store, None).await.unwrap();
+    orderhost::with_pool!(&store, pool => {
+        sqlx::query(
+            "insert into products (id, tenant_id, sku, name, unit_price, currency, created_at, updated_at) \
+             values ('p1', $1, 'W-1', 'W', 100, 'EUR', 0, 0)",
+        )
+        .bind(&tenant)
+        .execute(pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "insert into stock_items (id, tenant_id, product_id, available, received, created_at, updated_at) \
+             values ('s1', $1, 'p1', 5, 5, 0, 0)",
+        )
+        .bind(&tenant)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+    let placed = json_ok(
+        client
+            .post(format!("{base}/order"))
+            .bearer_auth(&token)
+            .json(&json!({ "lines": [{ "sku": "W-1", "quantity": 1 }] }))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+
+    // The worker's scrape: behind the token, and its settlement counted there.
+    let refused = client.get(&metrics_url).send().await.unwrap();
+    assert_error(refused, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+    let confirmed =
+        r#"orderhost_orders_settled_total{class="regular",status="CONFIRMED",reason="none"}"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let scrape = loop {
+        let scrape = client
+            .get(&metrics_url)
+            .bearer_auth(METRICS_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if samples(&scrape, "orderhost_orders_settled_total")
+            .iter()
+            .any(|l| l.starts_with(confirmed) && !l.ends_with(" 0"))
+        {
+            break scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker's metrics never counted the order:\n{scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(value(&scrape, confirmed), 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            r#"orderhost_order_time_to_final_seconds_count{class="regular",status="CONFIRMED"}"#
+        ),
+        1.0
+    );
+    for name in [
+        "orderhost_queue_waiting",
+        "orderhost_queue_in_flight",
+        "orderhost_queue_dead_letters",
+        "orderhost_db_pool_max_connections",
+    ] {
+        assert!(!samples(&scrape, name).is_empty(), "{name} missing");
+    }
+    let view = json_ok(
+        client
+            .get(format!("{base}/order/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(view["status"], "CONFIRMED");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(child.wait().unwrap().success());
+    server.abort();
+}

@@ -81,9 +81,9 @@ pub fn router(state: AppState) -> Router {
                         .on_response(on_response)
                         .on_failure(()),
                 )
-                .layer(PropagateRequestIdLayer::x_request_id())
                 // Inside the span, outside the panic guard: a panic is counted as its 500.
                 .layer(middleware::from_fn(count_request))
+                .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(cors),
         )
@@ -113,7 +113,6 @@ fn make_span(request: &Request) -> Span {
     )
 }
 
-fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
 /// Counts a request and its latency by method, route template (never the raw path: the
 /// label stays bounded) and status.
 async fn count_request(request: Request, next: Next) -> Response {
@@ -150,6 +149,7 @@ async fn count_request(request: Request, next: Next) -> Response {
     response
 }
 
+fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, span: &Span) {
     let status = response.status().as_u16();
     span.record("status", status);
     span.record("latency_ms", latency.as_secs_f64() * 1000.0);
@@ -214,22 +214,39 @@ async fn timeout(State(state): State<AppState>, request: Request, next: Next) ->
     }
 }
 
-/// `GET /metrics` alone, for the listener of `ORDERHOST_METRICS_ADDR`.
-pub fn metrics_router(state: AppState) -> Router {
+/// `GET /metrics` alone, for the listener of `ORDERHOST_METRICS_ADDR` (`serve` and
+/// `worker`).
+pub fn metrics_router(config: crate::observability::MetricsConfig) -> Router {
     Router::new()
-        .route("/metrics", axum::routing::get(metrics))
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |State(config): State<std::sync::Arc<crate::observability::MetricsConfig>>,
+                 headers: axum::http::HeaderMap| async move {
+                    render_metrics(&config, &headers)
+                },
+            ),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::map_response(edge::envelope_bare_errors))
-        .with_state(state)
+        .with_state(std::sync::Arc::new(config))
 }
 
-/// `GET /metrics`: Prometheus text format; 401 without the token when one is set.
+/// `GET /metrics` on the API port.
 async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    render_metrics(&state.config.metrics, &headers)
+}
+
+/// Prometheus text format; 401 without the token when one is set.
+fn render_metrics(
+    config: &crate::observability::MetricsConfig,
+    headers: &axum::http::HeaderMap,
+) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if !state.config.metrics.authorizes(authorization) {
+    if !config.authorizes(authorization) {
         let mut response = ApiError::unauthenticated(
             "send `Authorization: Bearer <token>` with the token of ORDERHOST_METRICS_TOKEN",
         )
