@@ -36,6 +36,12 @@ async fn database(backend: Backend, dir: &tempfile::TempDir) -> (Option<PgDataba
 /// own), with nothing else from the test's environment.
 fn orderhost(dir: &tempfile::TempDir, backend: Backend, database_url: &str) -> Command {
     let mut command = Command::new(BIN);
+    configure(&mut command, dir, backend, database_url);
+    command
+}
+
+/// Gives `command` the folder, environment and standard input [`orderhost`] uses.
+fn configure(command: &mut Command, dir: &tempfile::TempDir, backend: Backend, database_url: &str) {
     command
         .current_dir(dir.path())
         .env_clear()
@@ -50,7 +56,6 @@ fn orderhost(dir: &tempfile::TempDir, backend: Backend, database_url: &str) -> C
             format!("orderhost-test-{}", uuid::Uuid::new_v4().simple()),
         );
     }
-    command
 }
 
 /// What the demo seeding could change: products, their stock and last update, users and
@@ -299,8 +304,39 @@ async fn a_large_import_is_quiet_in_a_pipe(backend: Backend) {
     assert_eq!(snapshot(&url).await.0, 100_000);
 }
 
+/// The same import on a terminal (a pseudo-terminal from util-linux's `script`): stderr
+/// draws the bar, stdout still ends with the summary.
+async fn an_import_draws_its_progress_on_a_terminal(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, url) = database(backend, &dir).await;
+    let file = dir.path().join("catalog.csv");
+    let mut csv = String::from("sku,name,unit_price,currency,stock\n");
+    for n in 0..5_000 {
+        csv.push_str(&format!("TERM-{n:05},Item {n},250,EUR,5\n"));
+    }
+    std::fs::write(&file, csv).unwrap();
+    let command = format!("{BIN} catalog import {}", file.display());
+    let mut script = Command::new("script");
+    configure(&mut script, &dir, backend, &url);
+    let output = script
+        .env("TERM", "xterm")
+        .env("ORDERHOST_LOG", "warn")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .output()
+        .expect("script (util-linux) runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    assert!(screen.contains("importing ["), "no progress bar: {screen}");
+    assert!(screen.contains("/5,000 ("), "no count of rows: {screen}");
+    assert!(
+        screen.contains("tenant default: 5000 created, 0 updated"),
+        "{screen}"
+    );
+}
+
 crate::backend_tests!(
     demo_shop_seeds_once_and_takes_an_order,
     production_refuses_the_demo_shop,
     a_large_import_is_quiet_in_a_pipe,
+    an_import_draws_its_progress_on_a_terminal,
 );

@@ -13,7 +13,7 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template(
-            "{msg} [{bar:30}] {human_pos}/{human_len} ({per_sec}, {elapsed}, eta {eta})",
+            "{msg} [{bar:30}] {human_pos}/{human_len} ({elapsed}, eta {eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
