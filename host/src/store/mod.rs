@@ -857,3 +857,42 @@ pub fn is_unique_violation(err: &sqlx::Error, constraint: &str, columns: &str) -
         None => db.message().contains(columns),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_database_but_never_its_password() {
+        let url = "postgres://shop:s3cr%40t@db.internal:6432/orders";
+        assert_eq!(database_target(url), "db.internal:6432/orders");
+        assert_eq!(
+            database_target("postgres://shop@127.0.0.1/shop"),
+            "127.0.0.1:5432/shop"
+        );
+        assert_eq!(
+            database_target("sqlite://data/orderhost.db"),
+            "data/orderhost.db"
+        );
+        let redacted = redact_url(url);
+        assert!(!redacted.contains("s3cr"), "{redacted}");
+        assert!(redacted.contains("shop:***@db.internal"), "{redacted}");
+        // The password as written and percent-decoded.
+        let text = "failed for s3cr%40t and s3cr@t";
+        assert_eq!(redact_password(text, url), "failed for *** and ***");
+        assert_eq!(redact_password(text, "postgres://shop@h/db"), text);
+        assert_eq!(redact_url("postgres://u:pw@[bad/db"), "postgres://…");
+        assert_eq!(redact_url("not a url"), "(unparsable URL)");
+    }
+
+    #[test]
+    fn only_an_unreachable_database_is_unavailable() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_unavailable(&sqlx::Error::Io(refused)));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::Protocol("bad".into())));
+        assert!(StoreError::Connect(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!StoreError::UnsupportedUrl("mysql://…".into()).is_unavailable());
+    }
+}
