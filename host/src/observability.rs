@@ -628,3 +628,89 @@ pub fn init(cfg: &LogConfig) -> anyhow::Result<Vec<WorkerGuard>> {
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
     Ok(guards)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+
+    fn config(token: &str, addr: Option<&str>) -> MetricsConfig {
+        MetricsConfig {
+            metrics_token: token.to_owned(),
+            metrics_addr: addr.map(|a| a.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn production_never_exposes_metrics_openly_on_the_api_port() {
+        let open = config("", None);
+        assert_eq!(
+            open.exposure(Environment::Development),
+            MetricsExposure::ApiPort
+        );
+        assert_eq!(
+            open.exposure(Environment::Production),
+            MetricsExposure::Disabled
+        );
+        let token = config("a-token-of-sixteen-bytes", None);
+        assert_eq!(
+            token.exposure(Environment::Production),
+            MetricsExposure::ApiPort
+        );
+        let separate = config("", Some("127.0.0.1:9100"));
+        assert_eq!(
+            separate.exposure(Environment::Production),
+            MetricsExposure::Separate("127.0.0.1:9100".parse().unwrap())
+        );
+        // Blank is no token.
+        assert_eq!(config("   ", None).token(), None);
+    }
+
+    #[test]
+    fn a_short_token_is_refused_in_production_only() {
+        let short = config("short", None);
+        assert!(short.check(Environment::Development).is_ok());
+        let error = short
+            .check(Environment::Production)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("5 bytes") && !error.contains("short"),
+            "{error}"
+        );
+        assert!(
+            config("exactly-16-bytes", None)
+                .check(Environment::Production)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_authorizes() {
+        let token = "a-token-of-sixteen-bytes";
+        let cfg = config(token, None);
+        assert!(cfg.authorizes(Some(&format!("Bearer {token}"))));
+        assert!(cfg.authorizes(Some(&format!("bearer {token}"))));
+        for refused in [
+            None,
+            Some(token.to_owned()),
+            Some(format!("Basic {token}")),
+            Some(format!("Bearer {token}x")),
+            Some(format!("Bearer {}", &token[1..])),
+            Some("Bearer ".to_owned()),
+        ] {
+            assert!(!cfg.authorizes(refused.as_deref()), "{refused:?}");
+        }
+        // Without a token, anyone.
+        assert!(config("", None).authorizes(None));
+    }
+
+    #[test]
+    fn priorities_fall_in_two_classes() {
+        assert_eq!(priority_class(100), "vip");
+        assert_eq!(priority_class(1_000), "vip");
+        assert_eq!(priority_class(99), "regular");
+        assert_eq!(priority_class(10), "regular");
+        assert_eq!(priority_class(0), "regular");
+    }
+}
