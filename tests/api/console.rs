@@ -271,17 +271,18 @@ async fn the_console_is_for_admins_and_operators_and_its_state_is_scoped(backend
     .await;
 }
 
-/// A ChromeDriver started for one test on a free loopback port, in a process group of its
-/// own; dropping it ends that group (the driver and the browsers it started) by its id.
+/// A ChromeDriver started for one test on a free loopback port; dropping it asks it to
+/// shut down (which ends the browsers it started) and ends it by its own id if it has not
+/// exited within 5 s.
 struct ChromeDriver {
     child: Child,
+    port: u16,
     url: String,
     profile: tempfile::TempDir,
 }
 
 impl ChromeDriver {
     async fn start() -> Self {
-        use std::os::unix::process::CommandExt as _;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
@@ -291,11 +292,11 @@ impl ChromeDriver {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .spawn()
             .expect("chromedriver starts (Debian's `chromedriver`; `.ci/run` installs it)");
         let driver = Self {
             child,
+            port,
             url: format!("http://127.0.0.1:{port}"),
             profile: tempfile::tempdir().expect("temp dir"),
         };
@@ -331,6 +332,22 @@ impl ChromeDriver {
                     "--no-sandbox",
                     "--disable-dev-shm-usage",
                     "--disable-gpu",
+                    // Nothing but the app on loopback: no name lookups, every other
+                    // address through a proxy that is not there, and none of Chromium's
+                    // own background traffic (updates, sync, metrics, first-run pages).
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+                    "--proxy-server=http://127.0.0.1:9",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-domain-reliability",
+                    "--disable-client-side-phishing-detection",
+                    "--disable-sync",
+                    "--disable-default-apps",
+                    "--disable-breakpad",
+                    "--no-pings",
+                    "--no-first-run",
+                    "--no-default-browser-check",
+                    "--metrics-recording-only",
                     "--window-size=1400,1800",
                     format!("--user-data-dir={}", self.profile.path().display()),
                 ],
@@ -346,11 +363,24 @@ impl ChromeDriver {
 
 impl Drop for ChromeDriver {
     fn drop(&mut self) {
-        // The whole group: chromedriver and the Chromium processes it started.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(format!("-{}", self.child.id()))
-            .status();
+        use std::io::{Read as _, Write as _};
+        // ChromeDriver's own shutdown command: it quits the browsers it started, then
+        // itself. A blocking request: this runs in `drop`.
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream.write_all(
+                b"GET /shutdown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            );
+            let _ = stream.read(&mut [0; 512]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -379,9 +409,10 @@ async fn save_screenshot(browser: &Client, css: &str, name: &str) {
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).expect("write png");
 }
 
-/// Polls `check` (a script returning a value) until it returns `want`, for at most 15 s.
+/// Runs `script` (which returns a value) until it returns `want`, for at most 30 s (the
+/// page polls every 2 s; the margin is for a loaded CI machine).
 async fn wait_until(browser: &Client, what: &str, script: &str, want: Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let got = browser.execute(script, vec![]).await.expect(script);
         if got == want {
@@ -389,7 +420,7 @@ async fn wait_until(browser: &Client, what: &str, script: &str, want: Value) -> 
         }
         assert!(
             Instant::now() < deadline,
-            "{what}: still {got} after 15 s (wanted {want})"
+            "{what}: still {got} after 30 s (wanted {want})"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
