@@ -646,6 +646,12 @@ async fn two_replicas_behind_nginx_serve_orders_and_converge_on_a_swap() {
         .unwrap();
     assert_eq!(at_limit.status(), StatusCode::ACCEPTED);
 
+    // Metrics are scraped per replica, never through the public port.
+    let scrape = client().get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), StatusCode::NOT_FOUND);
+    let envelope: Value = scrape.json().await.unwrap();
+    assert_eq!(envelope["error"]["code"], "NOT_FOUND", "{envelope}");
+
     // Server-sent events through nginx: an order held PENDING (its stock row locked in a
     // transaction of the test's, so the worker waits) streams its PENDING event while the
     // stream is open; the stream ends after CONFIRMED once the lock goes.
