@@ -647,7 +647,11 @@ async fn two_replicas_behind_nginx_serve_orders_and_converge_on_a_swap() {
     assert_eq!(at_limit.status(), StatusCode::ACCEPTED);
 
     // Metrics are scraped per replica, never through the public port.
-    let scrape = client().get(format!("{base}/metrics")).send().await.unwrap();
+    let scrape = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(scrape.status(), StatusCode::NOT_FOUND);
     let envelope: Value = scrape.json().await.unwrap();
     assert_eq!(envelope["error"]["code"], "NOT_FOUND", "{envelope}");
