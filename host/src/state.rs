@@ -45,6 +45,7 @@ async fn build_queue(
                 clock: clock.clone(),
                 wake: Arc::new(Notify::new()),
                 work: work.clone(),
+                linger_ms: config.queue.linger_ms,
             };
             tracing::info!(prefix = queue.prefix(), "queue: Redis, fed by the outbox");
             Ok((queue, Some(relay)))

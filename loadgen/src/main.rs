@@ -539,8 +539,10 @@ impl Cpu {
             .take(8)
             .filter_map(|f| f.parse().ok())
             .collect();
-        // user nice system idle iowait irq softirq steal
-        let machine = fields.iter().sum::<u64>() - fields.get(3)? - fields.get(4)?;
+        // user nice system idle iowait irq softirq steal: idle and iowait are not CPU
+        // work, and steal is time the hypervisor gave to other machines.
+        let machine =
+            fields.iter().sum::<u64>() - fields.get(3)? - fields.get(4)? - fields.get(7)?;
         let own = process_ticks("self")?;
         let service = pids
             .iter()
@@ -657,6 +659,7 @@ struct Row {
     mode: String,
     offered: Option<f64>,
     accepted_per_sec: f64,
+    final_per_sec: f64,
     p50: Duration,
     p99: Duration,
     p999: Duration,
@@ -672,10 +675,10 @@ struct Row {
 
 impl Row {
     fn header() -> String {
-        "| mode | offered/s | accepted/s | p50 ms | p99 ms | p99.9 ms | max ms | refused | failed \
+        "| mode | offered/s | accepted/s | final/s | p50 ms | p99 ms | p99.9 ms | max ms | refused | failed \
          | CPU ms/order (machine − generator) | service CPU ms/order | statements/order \
          | transactions/order | seq scans of growing tables |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
             .to_owned()
     }
 
@@ -687,10 +690,11 @@ impl Row {
         let mut line = String::new();
         let _ = write!(
             line,
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             self.mode,
             opt(self.offered, 0),
             self.accepted_per_sec,
+            self.final_per_sec,
             ms(self.p50),
             ms(self.p99),
             ms(self.p999),
@@ -734,6 +738,8 @@ async fn measure(
     target
         .drain(Duration::from_secs(args.drain_timeout_secs))
         .await?;
+    // Accepted orders over the time until the last of them was final (drained).
+    let settling = started.elapsed().as_secs_f64();
     let cpu_after = Cpu::now(&args.pid);
     let db_after = match db {
         Some(db) => Some(db.read().await?),
@@ -793,6 +799,7 @@ async fn measure(
             Mode::Closed(_) => None,
         },
         accepted_per_sec: outcome.accepted as f64 / sending,
+        final_per_sec: outcome.accepted as f64 / settling,
         p50: percentile(&sorted, 0.50),
         p99: percentile(&sorted, 0.99),
         p999: percentile(&sorted, 0.999),

@@ -424,6 +424,13 @@ async fn give_up_or_retry(
     Ok(true)
 }
 
+/// Waits `ms` milliseconds (the queue's linger, see [`queue::QueueConfig::linger_ms`]).
+pub(crate) async fn linger(ms: u64) {
+    if ms > 0 {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
 /// How often a worker sweeps expired idempotency keys.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
@@ -456,10 +463,14 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
         let wake = state.work.clone();
         let notified = wake.notified();
         match run_once(&state, &worker).await {
-            Ok(report) if report.claimed > 0 => {
+            // A full batch: there is a backlog, go on at once.
+            Ok(report) if report.claimed >= state.config.queue.batch_size as usize => {
                 failures = 0;
                 continue;
             }
+            // A partial batch: the queue ran dry. Wait to be woken (or for the poll) like
+            // an idle worker, so at light load the next claim gathers what arrived meanwhile
+            // instead of settling one order per transaction.
             Ok(_) => failures = 0,
             Err(error) => {
                 failures = failures.saturating_add(1);
@@ -472,7 +483,14 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
             Duration::from_millis(100u64.saturating_mul(1 << failures.min(6)))
         };
         tokio::select! {
-            () = notified => {}
+            () = notified => {
+                // Woken by an order accepted here: linger a moment so the orders placed
+                // together (one write group, or a few) are settled in one transaction. In
+                // Redis mode the relay lingered before its push woke us: no second wait.
+                if state.queue.kind() == queue::QueueKind::Database {
+                    linger(state.config.queue.linger_ms).await;
+                }
+            }
             () = tokio::time::sleep(pause) => {}
             // A dropped sender (its owner is gone) means stop as well.
             changed = stop.changed() => if changed.is_err() { break; }

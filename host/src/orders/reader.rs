@@ -76,7 +76,7 @@ impl OrderReader {
 
     /// Reads one order's customer and lines (with whatever other orders are waiting).
     pub async fn read(&self, request: ReadRequest) -> ReadResult {
-        self.batcher.call(request).await?
+        self.batcher.call_or_run(request).await?
     }
 }
 

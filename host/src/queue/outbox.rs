@@ -222,6 +222,8 @@ pub struct Relay {
     pub wake: Arc<Notify>,
     /// Woken after a push, so this process's workers claim at once.
     pub work: Arc<Notify>,
+    /// How long to wait after being woken before pushing ([`super::QueueConfig::linger_ms`]).
+    pub linger_ms: u64,
 }
 
 impl Relay {
@@ -365,7 +367,13 @@ pub async fn run_relay(relay: Relay, mut stop: watch::Receiver<bool>) {
             Duration::from_millis(50u64.saturating_mul(1 << failures.min(6)))
         };
         tokio::select! {
-            () = notified, if failures == 0 => {}
+            () = notified, if failures == 0 => {
+                // Gather the orders accepted together into one push (the workers then
+                // settle them together: they claim at once when the relay wakes them).
+                if relay.linger_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(relay.linger_ms)).await;
+                }
+            }
             () = tokio::time::sleep(pause) => {}
             // A dropped sender (its owner is gone) means stop as well.
             changed = stop.changed() => if changed.is_err() { break; }
