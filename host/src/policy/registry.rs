@@ -62,6 +62,11 @@ pub const BUILTINS: &[Builtin] = &[
         Some(Hook::Prioritization)
     ),
     builtin!("flash-sale", "flash_sale.wasm", None),
+    // The three standard built-ins above in one `order-policy` component: bound to all
+    // three hooks with one config and limits, an order instantiates it once
+    // (`engine.rs`). Nothing binds it by default: see
+    // `policies/examples/order-policy.toml`.
+    builtin!("order-policy-standard", "order_policy_standard.wasm", None),
 ];
 
 /// The built-in that serves `hook` when nothing else is bound (and on `fallback`).
