@@ -23,6 +23,7 @@ mod health_docs;
 mod http_edge;
 mod observability;
 mod ops_cli;
+mod order_policy;
 mod orders;
 mod r#override;
 mod policy;

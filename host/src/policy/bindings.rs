@@ -1,8 +1,8 @@
 //! Every `bindgen!` of the host, and the conversions between the generated WIT types and
 //! the domain types in `types.rs`. Nothing outside this file names a generated type: the
 //! generated modules are `pub(crate)` and the rest of the policy module sees only
-//! [`HookPre`] (wrapping the generated `*Pre` types), `add_host_to_linker`, and the host
-//! types of `types.rs`.
+//! [`HookPre`] (wrapping the generated `*Indices` types), [`WitContext`],
+//! `add_host_to_linker`, and the host types of `types.rs`.
 //!
 //! One module per world; the `ordering:policy/types` and `ordering:policy/host`
 //! interfaces are generated once (with the validator world) and shared by the others via
@@ -50,7 +50,7 @@ pub(crate) mod prioritizer {
 use validator::ordering::policy::types as wit;
 use wasmtime::{
     Store,
-    component::{HasSelf, InstancePre, Linker},
+    component::{HasSelf, Instance, InstancePre, Linker},
 };
 
 use super::{
@@ -58,57 +58,70 @@ use super::{
     types::{Hook, OrderContext as Ctx},
 };
 
-/// A component pre-linked for one hook: instantiating it is the only per-call work left.
-/// The host's handle on the generated `*Pre` types, so `engine.rs` never names them.
+/// Where one hook's export sits in a pre-linked component: its index, found and
+/// type-checked once when the component is loaded. The host's handle on the generated
+/// `*Indices` types, so `engine.rs` never names them. It calls into an [`Instance`] made
+/// from the component's one `InstancePre`, so one instance can serve every hook the
+/// component exports.
 pub(crate) enum HookPre {
     /// Serves `validation`.
-    Validation(validator::ValidatorPre<CallState>),
+    Validation(validator::ValidatorIndices),
     /// Serves `pricing`.
-    Pricing(pricer::PricerPre<CallState>),
+    Pricing(pricer::PricerIndices),
     /// Serves `prioritization`.
-    Prioritization(prioritizer::PrioritizerPre<CallState>),
+    Prioritization(prioritizer::PrioritizerIndices),
+}
+
+/// An order context converted once into the guest's type, for every call on it.
+pub(crate) struct WitContext(wit::OrderContext);
+
+impl From<&Ctx> for WitContext {
+    fn from(ctx: &Ctx) -> Self {
+        Self(ctx.into())
+    }
 }
 
 impl HookPre {
-    /// Checks that the pre-linked component exports `hook`'s interface and keeps it ready.
-    pub(crate) fn new(hook: Hook, pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+    /// Checks that the pre-linked component exports `hook`'s interface and keeps its index.
+    pub(crate) fn new(hook: Hook, pre: &InstancePre<CallState>) -> wasmtime::Result<Self> {
         Ok(match hook {
-            Hook::Validation => Self::Validation(validator::ValidatorPre::new(pre)?),
-            Hook::Pricing => Self::Pricing(pricer::PricerPre::new(pre)?),
-            Hook::Prioritization => Self::Prioritization(prioritizer::PrioritizerPre::new(pre)?),
+            Hook::Validation => Self::Validation(validator::ValidatorIndices::new(pre)?),
+            Hook::Pricing => Self::Pricing(pricer::PricerIndices::new(pre)?),
+            Hook::Prioritization => {
+                Self::Prioritization(prioritizer::PrioritizerIndices::new(pre)?)
+            }
         })
     }
 
-    /// Instantiates the component in `store` and calls the hook.
+    /// Calls the hook on `instance` (made from the component's `InstancePre` in `store`).
     pub(crate) fn call(
         &self,
         store: &mut Store<CallState>,
-        ctx: &Ctx,
+        instance: &Instance,
+        ctx: &WitContext,
     ) -> wasmtime::Result<HookOutput> {
-        let wit_ctx = wit::OrderContext::from(ctx);
+        let wit_ctx = &ctx.0;
         Ok(match self {
-            Self::Validation(pre) => {
-                let instance = pre.instantiate(&mut *store)?;
-                let violations = instance
+            Self::Validation(indices) => {
+                let violations = indices
+                    .load(&mut *store, instance)?
                     .ordering_policy_validation()
-                    .call_validate(&mut *store, &wit_ctx)?;
+                    .call_validate(&mut *store, wit_ctx)?;
                 HookOutput::Violations(violations.into_iter().map(Into::into).collect())
             }
-            Self::Pricing(pre) => {
-                let instance = pre.instantiate(&mut *store)?;
-                let quote = instance
+            Self::Pricing(indices) => {
+                let quote = indices
+                    .load(&mut *store, instance)?
                     .ordering_policy_pricing()
-                    .call_quote(&mut *store, &wit_ctx)?;
+                    .call_quote(&mut *store, wit_ctx)?;
                 HookOutput::Quote(quote.map(Into::into).map_err(Into::into))
             }
-            Self::Prioritization(pre) => {
-                let instance = pre.instantiate(&mut *store)?;
-                HookOutput::Priority(
-                    instance
-                        .ordering_policy_prioritization()
-                        .call_priority(&mut *store, &wit_ctx)?,
-                )
-            }
+            Self::Prioritization(indices) => HookOutput::Priority(
+                indices
+                    .load(&mut *store, instance)?
+                    .ordering_policy_prioritization()
+                    .call_priority(&mut *store, wit_ctx)?,
+            ),
         })
     }
 }

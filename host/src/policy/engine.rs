@@ -6,6 +6,16 @@
 //! context, memory limiter, pinned clocks, capped output, seed), and the mapping of its
 //! failures to `FaultKind`s.
 //!
+//! One instance per order where one component serves several hooks: the calls of an
+//! order's evaluation go through one [`CallSession`]. When the component, config and
+//! limits of a hook are those of the instance the previous hook ran on (an `order-policy`
+//! component bound to all three hooks), the call runs on that instance in its store, with
+//! its fuel refilled to the binding's limit and a new epoch deadline first, so the limits
+//! are still per call. An instance whose call failed is never called again; the next hook
+//! gets a fresh one. Otherwise every call instantiates in a fresh store, as before; what
+//! the calls of an order share whatever serves them is only what carries no guest state
+//! (the random seed and the context converted to the guest's types, computed once).
+//!
 //! Calls are synchronous: a call is bounded by fuel and by its epoch deadline, so it
 //! blocks a thread for at most its timeout. The runtime runs a whole
 //! validate → price → prioritize sequence on tokio's blocking pool in one hop (see
@@ -14,19 +24,22 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Store,
     Trap,
-    component::{Component, Linker},
+    component::{Component, Instance, InstancePre, Linker},
 };
 
 use super::{
-    bindings::{self, HookPre},
-    sandbox::{CallLabel, CallState},
+    bindings::{self, HookPre, WitContext},
+    sandbox::{CallLabel, CallState, call_seed},
     types::{Hook, HookOutput, OrderContext, WIT_VERSION, wit_interface},
 };
 
@@ -134,8 +147,12 @@ pub struct CompiledComponent {
     pub version: String,
     /// sha256 of the component bytes, hex.
     pub sha256: String,
-    /// Pre-linked entry points, one per exported hook.
+    /// The component pre-linked: what every instance of it is made from.
+    instance_pre: InstancePre<CallState>,
+    /// Each exported hook's entry point, found once.
     pres: HashMap<Hook, HookPre>,
+    /// Instances made of it so far (a call on a kept instance makes none).
+    instantiations: AtomicU64,
     /// Every import, as the component's own type names it (not its metadata).
     imports: Vec<String>,
     /// Every export, likewise.
@@ -188,6 +205,12 @@ impl CompiledComponent {
     /// Its exports, sorted.
     pub fn exports(&self) -> &[String] {
         &self.exports
+    }
+
+    /// How many instances of it this process has made (each call on a fresh store makes
+    /// one; the later hooks of an order on a kept instance make none).
+    pub fn instantiations(&self) -> u64 {
+        self.instantiations.load(Ordering::Relaxed)
     }
 }
 
@@ -349,7 +372,7 @@ impl PolicyEngine {
         let mut pres = HashMap::new();
         for hook in Hook::ALL {
             if exports.iter().any(|e| e == hook.export()) {
-                let pre = HookPre::new(hook, instance_pre.clone())
+                let pre = HookPre::new(hook, &instance_pre)
                     .map_err(|e| LoadError::Link(format!("{e:#}")))?;
                 pres.insert(hook, pre);
             }
@@ -367,7 +390,9 @@ impl PolicyEngine {
             name: name.to_owned(),
             version: version.to_owned(),
             sha256,
+            instance_pre,
             pres,
+            instantiations: AtomicU64::new(0),
             imports,
             exports,
             metrics: Default::default(),
@@ -379,6 +404,18 @@ impl PolicyEngine {
         &self,
         call: &CallSpec<'_>,
         ctx: &OrderContext,
+    ) -> Result<CallOutcome, PolicyFault> {
+        self.call_in(&mut CallSession::new(ctx), call)
+    }
+
+    /// Runs `hook` of `component` on the session's context with `limits`: on the
+    /// session's kept instance when it is one of this component with this config and
+    /// these limits, else on a fresh instance in a fresh store (kept for the order's next
+    /// hook when the component serves more than one and the call succeeded).
+    pub fn call_in(
+        &self,
+        session: &mut CallSession<'_>,
+        call: &CallSpec<'_>,
     ) -> Result<CallOutcome, PolicyFault> {
         let fault = |kind: FaultKind, detail: String, fuel_used: u64| PolicyFault {
             kind,
@@ -396,14 +433,40 @@ impl PolicyEngine {
             ));
         };
         let started = Instant::now();
-        let label = CallLabel {
-            tenant: call.tenant.to_owned(),
-            hook: call.hook,
-            component: call.component.id(),
+        // At most one instance is held per order: one that cannot serve this call is
+        // dropped (its pool slot freed) before a new one is made.
+        let kept = session.live.take_if(|live| live.fits(call));
+        session.live = None;
+        let (mut store, instance) = match kept {
+            Some(LiveInstance {
+                mut store,
+                instance,
+                ..
+            }) => {
+                store.data_mut().begin_call(call.hook);
+                (store, Some(instance))
+            }
+            None => {
+                let label = CallLabel {
+                    tenant: call.tenant.to_owned(),
+                    hook: call.hook,
+                    component: call.component.id(),
+                };
+                let state = CallState::new(
+                    session.ctx,
+                    session.seed,
+                    label,
+                    call.config.clone(),
+                    call.limits.memory_bytes,
+                );
+                let mut store = Store::new(&self.engine, state);
+                store.limiter(|s| s.limiter());
+                (store, None)
+            }
         };
-        let state = CallState::new(ctx, label, call.config.clone(), call.limits.memory_bytes);
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| s.limiter());
+        // Per call, whether the instance is new or kept: the whole fuel limit (a fresh
+        // instance's instantiation is paid from its first call's fuel, as it always was)
+        // and a deadline from now.
         store
             .set_fuel(call.limits.fuel)
             .map_err(|e| fault(FaultKind::Trap, format!("setting fuel: {e}"), 0))?;
@@ -416,7 +479,7 @@ impl PolicyEngine {
         store.set_epoch_deadline(ticks + 1);
         store.epoch_deadline_trap();
 
-        let result = pre.call(&mut store, ctx);
+        let result = run(call.component, pre, &mut store, instance, &session.wit_ctx);
         let fuel_used = call
             .limits
             .fuel
@@ -425,7 +488,22 @@ impl PolicyEngine {
         store.data().flush_output();
         let logs = store.data_mut().take_log_lines();
         let output = match result {
-            Ok(output) => output,
+            Ok((output, instance)) => {
+                if call.component.pres.len() > 1 {
+                    session.live = Some(LiveInstance {
+                        name: call.component.name.clone(),
+                        version: call.component.version.clone(),
+                        sha256: call.component.sha256.clone(),
+                        config: call.config.clone(),
+                        limits: call.limits,
+                        store,
+                        instance,
+                    });
+                }
+                output
+            }
+            // The store (and with it a trapped instance) is dropped here: a failed
+            // instance never serves another hook.
             Err(err) => {
                 let kind = if store.data().memory_refused() {
                     FaultKind::MemoryLimitExceeded
@@ -469,6 +547,89 @@ impl PolicyEngine {
     }
 }
 
+/// The calls of one evaluation of one order context (see the module header): the
+/// context's seed and guest-typed copy, computed once, and at most one kept instance.
+/// Dropping it drops the instance: no instance outlives its order.
+pub struct CallSession<'a> {
+    ctx: &'a OrderContext,
+    seed: u128,
+    wit_ctx: WitContext,
+    live: Option<LiveInstance>,
+}
+
+impl<'a> CallSession<'a> {
+    /// A session for calls on `ctx`.
+    pub fn new(ctx: &'a OrderContext) -> Self {
+        Self {
+            ctx,
+            seed: call_seed(ctx),
+            wit_ctx: ctx.into(),
+            live: None,
+        }
+    }
+
+    /// Drops the kept instance, if any: after an output the host refused, the instance
+    /// that produced it serves no later hook.
+    pub fn discard(&mut self) {
+        self.live = None;
+    }
+}
+
+impl std::fmt::Debug for CallSession<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallSession")
+            .field("tenant", &self.ctx.tenant)
+            .field("kept", &self.live.as_ref().map(|l| &l.name))
+            .finish_non_exhaustive()
+    }
+}
+
+/// An instance kept after a successful call, with what it was made for.
+struct LiveInstance {
+    /// Name and version of its component.
+    name: String,
+    version: String,
+    /// sha256 of its component.
+    sha256: String,
+    config: Arc<BTreeMap<String, String>>,
+    limits: Limits,
+    store: Store<CallState>,
+    instance: Instance,
+}
+
+impl LiveInstance {
+    /// Whether `call` may run on it: the same component, config and limits (the config is
+    /// compared by value: bindings of the three hooks each hold their own copy).
+    fn fits(&self, call: &CallSpec<'_>) -> bool {
+        self.sha256 == call.component.sha256
+            && self.name == call.component.name
+            && self.version == call.component.version
+            && self.limits == call.limits
+            && (Arc::ptr_eq(&self.config, &call.config) || self.config == call.config)
+    }
+}
+
+/// Calls `pre`'s hook on `instance`, or on a new instance of `component` made in
+/// `store` first (counted), and hands the instance back with the output.
+fn run(
+    component: &CompiledComponent,
+    pre: &HookPre,
+    store: &mut Store<CallState>,
+    instance: Option<Instance>,
+    ctx: &WitContext,
+) -> wasmtime::Result<(HookOutput, Instance)> {
+    let instance = match instance {
+        Some(instance) => instance,
+        None => {
+            let instance = component.instance_pre.instantiate(&mut *store)?;
+            component.instantiations.fetch_add(1, Ordering::Relaxed);
+            instance
+        }
+    };
+    let output = pre.call(store, &instance, ctx)?;
+    Ok((output, instance))
+}
+
 fn first_line(s: &str) -> String {
     s.lines()
         .next()
@@ -497,11 +658,12 @@ pub struct CallSpec<'a> {
 pub struct CallOutcome {
     /// What the hook returned.
     pub output: HookOutput,
-    /// Fuel consumed (instantiation + call).
+    /// Fuel consumed (instantiation + call; the call alone on an instance kept from the
+    /// order's previous hook).
     pub fuel_used: u64,
     /// Largest linear memory size seen, bytes.
     pub peak_memory_bytes: u64,
-    /// Wall time of instantiation + call.
+    /// Wall time of instantiation + call (the call alone on a kept instance).
     pub elapsed: Duration,
     /// What the component wrote with `host.log`.
     pub logs: Vec<super::types::GuestLogLine>,

@@ -22,7 +22,8 @@ use utoipa::ToSchema;
 
 use super::{
     engine::{
-        CallOutcome, CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine, PolicyFault,
+        CallOutcome, CallSession, CallSpec, CompiledComponent, FaultKind, Limits, PolicyEngine,
+        PolicyFault,
     },
     manifest::{self, ManifestError, OnError},
     registry::{BUILTIN_VERSION, ComponentRegistry, standard_for},
@@ -109,6 +110,29 @@ pub struct DatabaseBindings {
 /// Bindings by hook.
 pub type HookMap = BTreeMap<Hook, Arc<Binding>>;
 
+/// The `config_sha256` of every binding configuration in a set, by the address of its
+/// `Arc`, computed when the set is built instead of on every hook call (a JSON encoding
+/// and a SHA-256 per call). Each entry holds its configuration, so the address cannot be
+/// freed and reused by another configuration while the map lives. Kept beside the
+/// bindings rather than in [`Binding`]: other modules build bindings with struct literals.
+type ConfigDigests = HashMap<usize, (Arc<BTreeMap<String, String>>, String)>;
+
+/// Adds `binding`'s configuration (and its canary's and shadow's) to `digests`, taking
+/// the digest from `previous` when it holds the same `Arc` (an entry keeps its
+/// configuration alive, so the same address there is the same configuration).
+fn add_digests(digests: &mut ConfigDigests, previous: &ConfigDigests, binding: &Binding) {
+    let address = Arc::as_ptr(&binding.config).addr();
+    digests
+        .entry(address)
+        .or_insert_with(|| match previous.get(&address) {
+            Some(known) => known.clone(),
+            None => (binding.config.clone(), config_sha256(&binding.config)),
+        });
+    for rollout in [&binding.canary, &binding.shadow].into_iter().flatten() {
+        add_digests(digests, previous, &rollout.binding);
+    }
+}
+
 /// An immutable set of bindings: the database's per tenant, over each tenant's TOML
 /// file, over `default.toml`, over the built-ins.
 #[derive(Debug, Clone)]
@@ -119,9 +143,36 @@ pub struct PolicySet {
     tenants: HashMap<String, HookMap>,
     database: Arc<DatabaseBindings>,
     builtin: HookMap,
+    config_digests: Arc<ConfigDigests>,
 }
 
 impl PolicySet {
+    /// The digests of every binding configuration in this set's layers (those of
+    /// `previous`, the set it succeeds, reused).
+    fn digest_configs(&mut self, previous: &ConfigDigests) {
+        let mut digests = ConfigDigests::new();
+        let layers = [&self.default, &self.builtin]
+            .into_iter()
+            .chain(self.tenants.values())
+            .chain(self.database.tenants.values());
+        for binding in layers.flat_map(|hooks| hooks.values()) {
+            add_digests(&mut digests, previous, binding);
+        }
+        self.config_digests = Arc::new(digests);
+    }
+
+    /// `config_sha256(&binding.config)`, from the digests computed with the set (computed
+    /// here only for a configuration the set does not hold).
+    fn config_digest(&self, binding: &Binding) -> String {
+        match self
+            .config_digests
+            .get(&Arc::as_ptr(&binding.config).addr())
+        {
+            Some((_, digest)) => digest.clone(),
+            None => config_sha256(&binding.config),
+        }
+    }
+
     /// The binding serving `hook` for `tenant`: the database's, else the tenant's TOML
     /// file's, else the default.
     pub fn binding(&self, tenant: &str, hook: Hook) -> &Arc<Binding> {
@@ -151,27 +202,28 @@ impl PolicySet {
     pub fn with_overrides(&self, tenant: &str, overrides: &[Override]) -> PolicySet {
         let mut set = self.clone();
         let mut database = DatabaseBindings::clone(&self.database);
+        let mut digests = ConfigDigests::clone(&self.config_digests);
         let hooks = database.tenants.entry(tenant.to_owned()).or_default();
         for o in overrides {
             let current = self.binding(tenant, o.hook);
-            hooks.insert(
-                o.hook,
-                Arc::new(Binding {
-                    component: o.component.clone(),
-                    config: o
-                        .config
-                        .clone()
-                        .map_or_else(|| current.config.clone(), Arc::new),
-                    limits: current.limits,
-                    on_error: current.on_error,
-                    source: OVERRIDE_SOURCE.into(),
-                    revision: None,
-                    canary: None,
-                    shadow: None,
-                }),
-            );
+            let binding = Arc::new(Binding {
+                component: o.component.clone(),
+                config: o
+                    .config
+                    .clone()
+                    .map_or_else(|| current.config.clone(), Arc::new),
+                limits: current.limits,
+                on_error: current.on_error,
+                source: OVERRIDE_SOURCE.into(),
+                revision: None,
+                canary: None,
+                shadow: None,
+            });
+            add_digests(&mut digests, &ConfigDigests::new(), &binding);
+            hooks.insert(o.hook, binding);
         }
         set.database = Arc::new(database);
+        set.config_digests = Arc::new(digests);
         set
     }
 
@@ -501,7 +553,7 @@ impl PolicyRuntime {
         hook: Hook,
         ctx: &OrderContext,
     ) -> Result<HookOutput, PolicyFault> {
-        self.call_checked(binding, ctx, hook)
+        self.call_checked(binding, ctx, hook, &mut CallSession::new(ctx))
             .map(|outcome| outcome.output)
     }
 
@@ -536,7 +588,9 @@ impl PolicyRuntime {
         let _publishing = self.publish.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut set = build_set(&self.registry, &self.dir, generation)?;
-        set.database = self.current.load().database.clone();
+        let current = self.current.load();
+        set.database = current.database.clone();
+        set.digest_configs(&current.config_digests);
         self.current.store(Arc::new(set));
         tracing::info!(generation, "policy bindings published");
         Ok(generation)
@@ -556,6 +610,7 @@ impl PolicyRuntime {
         let mut set = PolicySet::clone(&current);
         set.generation = generation;
         set.database = Arc::new(database);
+        set.digest_configs(&current.config_digests);
         self.current.store(Arc::new(set));
         tracing::info!(generation, revision, "database bindings published");
         generation
@@ -576,13 +631,16 @@ impl PolicyRuntime {
             hooks: Vec::with_capacity(3),
             generation: set.generation,
         };
+        // One session for the order's hooks: where one component, config and limits serve
+        // several of them, they run on one instance (`engine.rs`).
+        let mut session = CallSession::new(ctx);
         for hook in Hook::ALL {
             if mode == EvalMode::Order
                 && (!evaluation.violations.is_empty() || evaluation.pricing_refusal.is_some())
             {
                 break;
             }
-            let (output, report) = self.run_hook(set, ctx, hook)?;
+            let (output, report) = self.run_hook(set, ctx, hook, &mut session)?;
             evaluation.hooks.push(report);
             match output {
                 HookOutput::Violations(v) => evaluation.violations = v,
@@ -639,6 +697,7 @@ impl PolicyRuntime {
         set: &PolicySet,
         ctx: &OrderContext,
         hook: Hook,
+        session: &mut CallSession<'_>,
     ) -> Result<(HookOutput, HookReport), PolicyFault> {
         let stable = set.binding(&ctx.tenant, hook);
         let overridden = stable.source == OVERRIDE_SOURCE;
@@ -658,7 +717,7 @@ impl PolicyRuntime {
         // The binding's breaker (`breaker.rs`): while it is open the component is not
         // called and its `BreakerOpen` fault takes the `on_error` path below.
         let result = match self.breakers.admit(&ctx.tenant, hook, binding) {
-            Ok(ticket) => ticket.record(self.call_checked(binding, ctx, hook)),
+            Ok(ticket) => ticket.record(self.call_checked(binding, ctx, hook, session)),
             Err(open) => Err(open),
         };
         if stable.canary.is_some() && !overridden {
@@ -688,9 +747,18 @@ impl PolicyRuntime {
                     chosen
                 };
                 let output = outcome.output.clone();
+                let config_sha256 = set.config_digest(binding);
                 Ok((
                     output,
-                    report(hook, binding, outcome, started, None, served_by),
+                    report(
+                        hook,
+                        binding,
+                        outcome,
+                        started,
+                        None,
+                        served_by,
+                        config_sha256,
+                    ),
                 ))
             }
             Err(fault) if binding.on_error == OnError::Fallback => {
@@ -703,13 +771,22 @@ impl PolicyRuntime {
                     ServedBy::Fallback
                 };
                 let builtin = set.builtin(hook);
-                let outcome = self.call_checked(builtin, ctx, hook)?;
+                let outcome = self.call_checked(builtin, ctx, hook, session)?;
                 let fault = FaultReport {
                     kind: fault.kind,
                     detail: fault.detail,
                 };
                 let output = outcome.output.clone();
-                let mut report = report(hook, builtin, outcome, started, Some(fault), served_by);
+                let config_sha256 = set.config_digest(builtin);
+                let mut report = report(
+                    hook,
+                    builtin,
+                    outcome,
+                    started,
+                    Some(fault),
+                    served_by,
+                    config_sha256,
+                );
                 report.overridden = overridden;
                 Ok((output, report))
             }
@@ -724,12 +801,13 @@ impl PolicyRuntime {
         }
     }
 
-    /// One call with the host's checks on what came back, and its metrics.
+    /// One call in `session` with the host's checks on what came back, and its metrics.
     fn call_checked(
         &self,
         binding: &Binding,
         ctx: &OrderContext,
         hook: Hook,
+        session: &mut CallSession<'_>,
     ) -> Result<CallOutcome, PolicyFault> {
         let spec = CallSpec {
             tenant: &ctx.tenant,
@@ -738,7 +816,7 @@ impl PolicyRuntime {
             config: binding.config.clone(),
             limits: binding.limits,
         };
-        let result = self.engine.call(&spec, ctx).and_then(|outcome| {
+        let result = self.engine.call_in(session, &spec).and_then(|outcome| {
             check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
                 kind: FaultKind::InvalidOutput,
                 tenant: ctx.tenant.clone(),
@@ -749,6 +827,10 @@ impl PolicyRuntime {
             })?;
             Ok(outcome)
         });
+        if result.is_err() {
+            // An instance whose answer the host refused answers nothing else.
+            session.discard();
+        }
         let metrics = binding.component.call_metrics(hook);
         metrics.calls.increment(1);
         match result {
@@ -807,6 +889,7 @@ fn report(
     started: Instant,
     fault: Option<FaultReport>,
     served_by: ServedBy,
+    config_sha256: String,
 ) -> HookReport {
     HookReport {
         hook,
@@ -820,7 +903,7 @@ fn report(
         overridden: served_by == ServedBy::Override,
         fault,
         served_by,
-        config_sha256: config_sha256(&binding.config),
+        config_sha256,
         config: binding.config.clone(),
         logs: outcome.logs,
     }
@@ -988,13 +1071,16 @@ fn build_set(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", tenant_dir.display()).into()),
     }
-    Ok(PolicySet {
+    let mut set = PolicySet {
         generation,
         default,
         tenants,
         database: Arc::default(),
         builtin,
-    })
+        config_digests: Arc::default(),
+    };
+    set.digest_configs(&ConfigDigests::new());
+    Ok(set)
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! order time; randomness seeded from the order context), the memory limiter, the capped
 //! stdout/stderr, the guest's `log`/`config` state, and the seed derivation.
 //!
-//! `engine.rs` creates one [`CallState`] per call and drops it with the store; nothing in
-//! here outlives a call, so nothing one call does can be seen by the next.
+//! `engine.rs` creates one [`CallState`] per instance and drops it with the store. An
+//! instance serves one call, or — when one component, config and limits serve several
+//! hooks of one order — that order's calls in turn ([`CallState::begin_call`] relabels it
+//! and resets the per-call log budget); nothing in here outlives an order, so nothing one
+//! order does can be seen by the next.
 
 use std::{
     collections::BTreeMap,
@@ -53,17 +56,18 @@ pub(crate) struct CallState {
 }
 
 impl CallState {
-    /// The sandbox for one call on `ctx`: linear memories capped at `memory_bytes`, the
-    /// binding's `config` behind `host.config`.
+    /// The sandbox for calls on `ctx`: linear memories capped at `memory_bytes`, the
+    /// binding's `config` behind `host.config`, randomness from `seed` (the
+    /// [`call_seed`] of `ctx`, computed once per order by the caller).
     pub(crate) fn new(
         ctx: &OrderContext,
+        seed: u128,
         label: CallLabel,
         config: Arc<BTreeMap<String, String>>,
         memory_bytes: u64,
     ) -> Self {
         let stdout = CappedOutput::default();
         let stderr = CappedOutput::default();
-        let seed = call_seed(ctx);
         // Grants nothing: no preopened directories, no environment, no arguments, no
         // network; clocks pinned to the order time; randomness seeded from the context.
         let wasi = WasiCtxBuilder::new()
@@ -94,6 +98,16 @@ impl CallState {
             log_lines: 0,
             kept_lines: Vec::new(),
         }
+    }
+
+    /// Readies a kept instance's state for its next call, of `hook`: the log lines and
+    /// their budget are per call, as with a fresh store. (Output is taken by
+    /// `flush_output` after every call; the limiter's peak stays, since a linear memory
+    /// never shrinks: the next call starts at that size.)
+    pub(crate) fn begin_call(&mut self, hook: Hook) {
+        self.label.hook = hook;
+        self.log_lines = 0;
+        self.kept_lines.clear();
     }
 
     /// The limiter to install with `Store::limiter`.
