@@ -1,11 +1,13 @@
 //! The command line: `serve` (`--demo`), `worker`, `migrate`, `demo`, `user create`,
-//! `tenant create`, `catalog import`, `backup`, `restore`, `queue resync`, and the operator
-//! plane against a running server (`component`, `bind`, `rollback`, `bindings` in [`ops`];
-//! `queue dead` in [`queue`]). Every option of the local commands has an environment
-//! variable and a default, so `orderhost serve` needs nothing. Long local work shows its
-//! progress on a terminal ([`progress`]).
+//! `tenant create`, `catalog import`, `backup`, `restore`, `queue resync`, `history
+//! preload` (in [`history`]), and the operator plane against a running server
+//! (`component`, `bind`, `rollback`, `bindings` in [`ops`]; `queue dead` in [`queue`]).
+//! Every option of the local commands has an environment variable and a default, so
+//! `orderhost serve` needs nothing. Long local work shows its progress on a terminal
+//! ([`progress`]).
 
 pub mod dryrun;
+pub mod history;
 pub mod ops;
 pub mod progress;
 pub mod queue;
@@ -80,6 +82,10 @@ pub enum Command {
     /// letters on a running server.
     #[command(subcommand)]
     Queue(queue::QueueCommand),
+    /// Order history for benchmarks and plan checks: preload settled orders into a
+    /// tenant (refused in production).
+    #[command(subcommand)]
+    History(history::HistoryCommand),
 }
 
 /// Arguments of `serve`.
@@ -251,6 +257,7 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Queue(command) => queue::run(command).await,
+        Command::History(command) => history::run(command).await,
         Command::Migrate(args) => {
             let wait = args.store.startup_timeout(args.environment);
             let store = Store::open(&args.store, wait).await?;

@@ -29,6 +29,7 @@ macro_rules! record_event {
 pub(crate) use record_event;
 
 pub mod decision;
+pub mod history;
 mod place;
 pub mod process;
 pub mod reader;
