@@ -26,6 +26,7 @@ mod ops_cli;
 mod order_policy;
 mod orders;
 mod r#override;
+mod plans;
 mod policy;
 mod queue;
 mod redis_faults;
