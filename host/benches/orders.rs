@@ -22,6 +22,14 @@
 //! and a Redis key prefix of its own, deleted afterwards (SCAN + DEL, never FLUSHALL);
 //! LOADGEN_BACKLOG (0): 1 starts the workers only once every order is placed (and, on the
 //! Redis queue, pushed out of the outbox), so VIPs must be served ahead of a backlog.
+//! LOADGEN_HISTORY (0): N settled orders preloaded into each fresh database before the
+//! server starts (`orderhost::orders::history`: e.g. 1 000 000 on PostgreSQL, 200 000 on
+//! SQLite), so the figures show whether the order path's cost stays flat with a history;
+//! on PostgreSQL the bench then prints the `seq_scan` delta of every table that grows with
+//! orders, from before the server started to after it stopped (a backend's counters are
+//! complete only once it has exited), which must be 0 with a history. The bench's own
+//! reads select this run's orders by id range (ids are time-ordered), so history orders
+//! are neither counted nor scanned.
 //! Traffic goes to 127.0.0.1 only; every loop is bounded in count and time.
 
 mod common;
@@ -117,6 +125,7 @@ struct Knobs {
     batch: u32,
     timeout: Duration,
     backlog: bool,
+    history: u64,
     redis_url: String,
 }
 
@@ -130,6 +139,7 @@ impl Knobs {
             batch: env_num("LOADGEN_BATCH", 256) as u32,
             timeout: Duration::from_secs(env_num("LOADGEN_TIMEOUT_SECS", 300)),
             backlog: env_num("LOADGEN_BACKLOG", 0) != 0,
+            history: env_num("LOADGEN_HISTORY", 0),
             redis_url: std::env::var("REDIS_URL")
                 .unwrap_or_default()
                 .trim()
@@ -252,6 +262,85 @@ fn machine_cpu() -> Option<(u64, u64)> {
     Some((busy, idle))
 }
 
+/// The smallest UUIDv7 text of millisecond `ms`: every id made at or after `ms` sorts at
+/// or above it.
+fn first_id_at(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0);
+    format!(
+        "{:08x}-{:04x}-0000-0000-000000000000",
+        ms >> 16,
+        ms & 0xffff
+    )
+}
+
+/// Preloads `orders` settled orders of history into the database at `url` (migrating it
+/// first), printing how long it took.
+async fn preload_history(url: &str, orders: u64) {
+    let store = orderhost::store::Store::open(
+        &StoreConfig {
+            database_url: url.to_owned(),
+            ..StoreConfig::default()
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the database opens");
+    let started = Instant::now();
+    let plan = orderhost::orders::history::Preload::new(orders, now_ms());
+    let report = orderhost::orders::history::preload(&store, &plan, |_| {})
+        .await
+        .expect("history preloads");
+    store.close().await;
+    eprintln!(
+        "history: {} orders ({} lines, {} events) preloaded in {:.1} s",
+        report.orders,
+        report.lines,
+        report.events,
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// PostgreSQL: `seq_scan` of every user table, read once no other backend is connected
+/// to the database (a backend's counters are complete once it has exited; while it
+/// lives they are flushed only every so often), on a connection of its own with a fresh
+/// statistics snapshot. `None` on SQLite or when they cannot be read.
+async fn seq_scans(url: &str) -> Option<HashMap<String, i64>> {
+    use sqlx::Connection as _;
+    if !url.starts_with("postgres") {
+        return None;
+    }
+    let mut conn = sqlx::PgConnection::connect(url).await.ok()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let others: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and pid <> pg_backend_pid() and backend_type = 'client backend'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .ok()?;
+        if others == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("{others} backends still connected after 30 s: seq_scan counts may be short");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sqlx::query("select pg_stat_clear_snapshot()")
+        .execute(&mut conn)
+        .await
+        .ok()?;
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("select relname::text, seq_scan from pg_stat_user_tables")
+            .fetch_all(&mut conn)
+            .await
+            .ok()?;
+    let _ = conn.close().await;
+    Some(rows.into_iter().collect())
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -274,8 +363,13 @@ fn main() {
     } else {
         "live: workers running while orders arrive"
     };
+    let history = if knobs.history > 0 {
+        format!("; {} settled orders of history", knobs.history)
+    } else {
+        "; empty database".to_owned()
+    };
     println!(
-        "orderhost load ({backend}, {} workers, batch {}, {} in flight, {} orders, all three hooks; {scenario})",
+        "orderhost load ({backend}, {} workers, batch {}, {} in flight, {} orders, all three hooks; {scenario}{history})",
         knobs.workers, knobs.batch, knobs.concurrency, knobs.orders
     );
     println!();
@@ -307,6 +401,13 @@ fn run(knobs: &Knobs, queue: Queue) -> (&'static str, Report) {
         .build()
         .unwrap();
     let database = server_rt.block_on(fresh_database(queue.name()));
+    // History first, then the counters' starting point: nothing else is connected yet.
+    let scans_before = server_rt.block_on(async {
+        if knobs.history > 0 {
+            preload_history(&database.url, knobs.history).await;
+        }
+        seq_scans(&database.url).await
+    });
     // Unique per run, so this run's queue keys never meet another's on a shared server.
     let prefix = format!(
         "orderhost-bench-{}-{}-{}",
@@ -375,7 +476,7 @@ fn run(knobs: &Knobs, queue: Queue) -> (&'static str, Report) {
         .enable_all()
         .build()
         .unwrap();
-    let report = client_rt.block_on(drive(knobs, queue, base, ctx, server_rt.handle().clone()));
+    let mut report = client_rt.block_on(drive(knobs, queue, base, ctx, server_rt.handle().clone()));
 
     // Stop serving (which stops the workers and closes the pool), then clean up.
     let _ = stop.send(());
@@ -385,6 +486,20 @@ fn run(knobs: &Knobs, queue: Queue) -> (&'static str, Report) {
             Ok(Ok(Err(e))) => eprintln!("orderhost ({}) stopped with: {e:#}", queue.name()),
             Ok(Err(e)) => eprintln!("orderhost ({}) panicked: {e}", queue.name()),
             Err(_) => eprintln!("orderhost ({}) did not stop within 30 s", queue.name()),
+        }
+        // The server's backends have exited (or are exiting): their counters are flushed.
+        if let (Some(before), Some(after)) = (&scans_before, seq_scans(&database.url).await) {
+            report.seq_scans = Some(
+                orderhost::orders::history::GROWING_TABLES
+                    .iter()
+                    .map(|t| {
+                        let delta = after.get(*t).copied().unwrap_or(0)
+                            - before.get(*t).copied().unwrap_or(0);
+                        format!("{t} {delta}")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
         }
         if let Some((server, name)) = &database.drop {
             common::drop_pg_database(server, name).await;
@@ -427,6 +542,9 @@ struct Report {
     cpu: Option<(f64, f64)>,
     /// Redis server time during the run (this run and whatever else used the server).
     redis: Option<String>,
+    /// PostgreSQL: sequential scans of each growing table, from before the server started
+    /// to after it stopped.
+    seq_scans: Option<String>,
     violations: Vec<String>,
 }
 
@@ -483,6 +601,12 @@ impl Report {
         }
         if let Some(redis) = &self.redis {
             out += &format!("\n  Redis: {redis}");
+        }
+        if let Some(scans) = &self.seq_scans {
+            out += &format!(
+                "\n  sequential scans of the growing tables (pg_stat_user_tables, server start to stop, \
+                 set-up and checks included): {scans}"
+            );
         }
         out += &format!(
             "\n  invariants: {}",
@@ -596,6 +720,9 @@ async fn drive(
     // (hyper's client connection, no pool: the generator's own cost per request stays
     // small, since it shares the machine's two cores with the server).
     let authority = base.trim_start_matches("http://").to_owned();
+    // Every order of this run has an id at or above this one (UUIDv7: time-ordered);
+    // history orders are below it.
+    let since = first_id_at(now_ms());
     let cpu_before = machine_cpu();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
@@ -716,7 +843,7 @@ async fn drive(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         outbox_wait = Some(t.elapsed());
-        let settled: i64 = with_pool!(&store, pool => sqlx::query_scalar("select count(*) from orders where status <> 'PENDING'").fetch_one(pool).await).unwrap();
+        let settled: i64 = with_pool!(&store, pool => sqlx::query_scalar("select count(*) from orders where id >= $1 and status <> 'PENDING'").bind(&since).fetch_one(pool).await).unwrap();
         if settled > 0 {
             violations.push(format!(
                 "{settled} orders settled before the workers started: no backlog"
@@ -733,7 +860,7 @@ async fn drive(
 
     // Wait until every order is final.
     loop {
-        let pending: i64 = with_pool!(&store, pool => sqlx::query_scalar("select count(*) from orders where status = 'PENDING'").fetch_one(pool).await).unwrap();
+        let pending: i64 = with_pool!(&store, pool => sqlx::query_scalar("select count(*) from orders where id >= $1 and status = 'PENDING'").bind(&since).fetch_one(pool).await).unwrap();
         if pending == 0 || Instant::now() > deadline {
             break;
         }
@@ -809,7 +936,7 @@ async fn drive(
         created_at: i64,
         final_at: Option<i64>,
     }
-    let rows: Vec<Row> = with_pool!(&store, pool => sqlx::query_as::<_, Row>("select id, status, reason, created_at, final_at from orders").fetch_all(pool).await).unwrap();
+    let rows: Vec<Row> = with_pool!(&store, pool => sqlx::query_as::<_, Row>("select id, status, reason, created_at, final_at from orders where id >= $1").bind(&since).fetch_all(pool).await).unwrap();
     let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let mut counts: HashMap<String, usize> = HashMap::new();
     for r in &rows {
@@ -846,16 +973,20 @@ async fn drive(
     vip_ttc.sort();
     regular_ttc.sort();
     latencies.sort();
+    // This run's stock rows and orders only (history has stock rows of its own).
     let stock: Vec<(String, i64, i64, i64)> =
         with_pool!(&store, pool => sqlx::query_as::<_, (String, i64, i64, i64)>(
         "select id, available, reserved, received from stock_items").fetch_all(pool).await)
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|(id, ..)| stock_ids.contains(id))
+        .collect();
     let confirmed_by_stock: Vec<(String, i64)> = with_pool!(&store, pool => sqlx::query_as::<_, (String, i64)>(
         "select l.stock_id, cast(sum(l.quantity) as bigint) from order_lines l join orders o on o.id = l.order_id \
-         where o.status = 'CONFIRMED' group by l.stock_id").fetch_all(pool).await).unwrap();
+         where o.id >= $1 and l.order_id >= $1 and o.status = 'CONFIRMED' group by l.stock_id").bind(&since).fetch_all(pool).await).unwrap();
     let double: i64 = with_pool!(&store, pool => sqlx::query_scalar(
-        "select count(*) from (select order_id from order_events where status = 'CONFIRMED' group by order_id having count(*) > 1) t")
-        .fetch_one(pool).await).unwrap();
+        "select count(*) from (select order_id from order_events where order_id >= $1 and status = 'CONFIRMED' group by order_id having count(*) > 1) t")
+        .bind(&since).fetch_one(pool).await).unwrap();
     for (id, available, reserved, received) in &stock {
         if *available < 0 || *reserved < 0 {
             violations.push(format!("stock {id} negative"));
@@ -935,6 +1066,7 @@ async fn drive(
         regular_p50,
         cpu: cpu.map(|(busy, share)| (busy as f64 * 10_000.0 / rows.len().max(1) as f64, share)),
         redis,
+        seq_scans: None,
         violations,
     }
 }
