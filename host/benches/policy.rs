@@ -57,6 +57,19 @@ struct Figures {
     single_rate: f64,
     multi_rate: f64,
     cores: usize,
+    /// Process CPU time per sequence in the all-cores phase, where `/proc` tells.
+    cpu_per_sequence: Option<Duration>,
+}
+
+/// CPU time this process has used (user + system), from `/proc/self/stat` in USER_HZ
+/// (100/s on Linux): on a machine other builds share, wall-clock throughput on every core
+/// says more about them than about us; CPU time per sequence says what idle cores would do.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// Warms up, then runs `tenant`'s sequence on one thread (latency and throughput) and on
@@ -94,6 +107,7 @@ fn measure(runtime: &Arc<PolicyRuntime>, tenant: &str, phase: Duration) -> Figur
 
     // Every core: one thread per core, same work, counted together.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu_before = process_cpu();
     let started = Instant::now();
     let handles: Vec<_> = (0..cores)
         .map(|t| {
@@ -118,6 +132,9 @@ fn measure(runtime: &Arc<PolicyRuntime>, tenant: &str, phase: Duration) -> Figur
         .collect();
     let total: u64 = handles.into_iter().map(|h| h.join().expect("thread")).sum();
     let multi_rate = total as f64 / started.elapsed().as_secs_f64();
+    let cpu_per_sequence = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) / u32::try_from(total.max(1)).unwrap_or(u32::MAX));
     Figures {
         samples: samples.len(),
         p50,
@@ -125,6 +142,7 @@ fn measure(runtime: &Arc<PolicyRuntime>, tenant: &str, phase: Duration) -> Figur
         single_rate,
         multi_rate,
         cores,
+        cpu_per_sequence,
     }
 }
 
@@ -142,6 +160,13 @@ fn report(title: &str, f: &Figures, p50_target: u64, rate_target: f64) {
     );
     println!("  sequences/s 1 thread   {:.0}", f.single_rate);
     println!("  sequences/s {cores} threads  {:.0}", f.multi_rate);
+    if let Some(cpu) = f.cpu_per_sequence {
+        println!(
+            "  CPU per sequence       {:.1} µs ({cores} threads; {cores} idle cores: ≈ {:.0}/s)",
+            cpu.as_secs_f64() * 1e6,
+            cores as f64 / cpu.as_secs_f64()
+        );
+    }
     println!(
         "  targets: p50 <= {p50_target} µs: {}; >= {rate_target:.0}/s on all cores: {}",
         if f.p50 <= Duration::from_micros(p50_target) {
