@@ -424,6 +424,13 @@ async fn give_up_or_retry(
     Ok(true)
 }
 
+/// A claim of at most this many jobs means the queue is nearly empty: light load, where
+/// lingering turns one settlement per order into one per few orders. Above it, the queue
+/// is busy enough that batches form by themselves.
+pub(crate) fn nearly_empty_below(batch_size: u32) -> usize {
+    (batch_size as usize / 8).max(1)
+}
+
 /// Waits `ms` milliseconds (the queue's linger, see [`queue::QueueConfig::linger_ms`]).
 pub(crate) async fn linger(ms: u64) {
     if ms > 0 {
@@ -440,6 +447,9 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
     tracing::info!(%worker, "order worker started");
     let mut failures: u32 = 0;
     let mut last_sweep = tokio::time::Instant::now();
+    // Whether the last claim found the queue nearly empty (light load): only then does a
+    // wake-up linger, so a busy queue's partial batches are claimed at once.
+    let mut nearly_empty = true;
     loop {
         if *stop.borrow() {
             break;
@@ -471,7 +481,10 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
             // A partial batch: the queue ran dry. Wait to be woken (or for the poll) like
             // an idle worker, so at light load the next claim gathers what arrived meanwhile
             // instead of settling one order per transaction.
-            Ok(_) => failures = 0,
+            Ok(report) => {
+                failures = 0;
+                nearly_empty = report.claimed <= nearly_empty_below(state.config.queue.batch_size);
+            }
             Err(error) => {
                 failures = failures.saturating_add(1);
                 tracing::error!(%worker, %error, "queue unavailable");
@@ -487,7 +500,7 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
                 // Woken by an order accepted here: linger a moment so the orders placed
                 // together (one write group, or a few) are settled in one transaction. In
                 // Redis mode the relay lingered before its push woke us: no second wait.
-                if state.queue.kind() == queue::QueueKind::Database {
+                if nearly_empty && state.queue.kind() == queue::QueueKind::Database {
                     linger(state.config.queue.linger_ms).await;
                 }
             }

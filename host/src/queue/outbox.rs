@@ -36,6 +36,17 @@ use crate::{
 
 /// Most rows one relay pass pushes.
 pub const RELAY_BATCH: i64 = 512;
+/// The relay's claim on PostgreSQL: the due rows in order off `outbox_due_idx`, locked
+/// (`skip locked`: relays take different rows), deleted by primary key through
+/// `= any(array(…))` — written as `in (select …)` it was planned as a sequential scan of
+/// the whole outbox under a backlog (see `queue::db::CLAIM_POSTGRES`).
+pub const CLAIM_POSTGRES: &str = "delete from outbox where id = any(array(select id from outbox \
+     where next_try_at <= $1 order by next_try_at, id limit $2 for update skip locked)) \
+     returning id, order_id, tenant_id, priority, max_attempts, kind, attempts, created_at";
+
+/// A pass that pushed at most this many rows found the outbox nearly empty: only then
+/// does the next wake-up linger ([`super::QueueConfig::linger_ms`]).
+const LINGER_BELOW: usize = 8;
 /// How long a relay owns the rows it claimed before another relay may push them, ms.
 pub const RELAY_LEASE_MS: i64 = 10_000;
 /// The relay's backstop poll.
@@ -240,15 +251,11 @@ impl Relay {
         let now = self.clock.now_ms();
         if let Store::Postgres(pool) = &self.store {
             let mut tx = pool.begin().await.map_err(QueueError::from)?;
-            let mut rows = sqlx::query_as::<_, OutboxRow>(
-                "delete from outbox where id in (select id from outbox where next_try_at <= $1 \
-                 order by next_try_at, id limit $2 for update skip locked) \
-                 returning id, order_id, tenant_id, priority, max_attempts, kind, attempts, created_at",
-            )
-            .bind(now)
-            .bind(RELAY_BATCH)
-            .fetch_all(&mut *tx)
-            .await?;
+            let mut rows = sqlx::query_as::<_, OutboxRow>(CLAIM_POSTGRES)
+                .bind(now)
+                .bind(RELAY_BATCH)
+                .fetch_all(&mut *tx)
+                .await?;
             if rows.is_empty() {
                 return Ok(0);
             }
@@ -368,9 +375,10 @@ pub async fn run_relay(relay: Relay, mut stop: watch::Receiver<bool>) {
         };
         tokio::select! {
             () = notified, if failures == 0 => {
-                // Gather the orders accepted together into one push (the workers then
-                // settle them together: they claim at once when the relay wakes them).
-                if relay.linger_ms > 0 {
+                // At light load (the last pass pushed a handful at most), gather the orders
+                // accepted together into one push: the workers then settle them together
+                // (they claim at once when the relay wakes them).
+                if relay.linger_ms > 0 && pushed <= LINGER_BELOW {
                     tokio::time::sleep(Duration::from_millis(relay.linger_ms)).await;
                 }
             }

@@ -253,11 +253,20 @@ impl Store {
             // per statement, ~4 % of the server's CPU under order load. A connection that
             // died fails its statement with an I/O error (503, and the worker retries);
             // the pool then replaces it.
+            // Generic plans for every prepared statement: with the default (`auto`)
+            // PostgreSQL plans each execution again until its generic plan looks cheaper,
+            // which for the order path's array-bound statements it rarely does — measured,
+            // planning was most of the server's CPU at light load — and its custom plans
+            // for the claim chose a sort of the whole backlog. The generic plans of the
+            // order path are the ones `tests/api/plans.rs` checks use indexes.
+            let options = sqlx::postgres::PgConnectOptions::from_str(url)
+                .map_err(StoreError::Connect)?
+                .options([("plan_cache_mode", "force_generic_plan")]);
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
                 .max_connections(cfg.db_max_connections.max(1))
                 .acquire_timeout(cfg.acquire_timeout())
-                .connect(url)
+                .connect_with(options)
                 .await
                 .map_err(StoreError::Connect)?;
             let store = Self::Postgres(pool);
