@@ -449,6 +449,8 @@ async fn cancellation_releases_exactly_what_was_reserved(backend: Backend) {
                 .unwrap()
         }
     };
+    // Both jobs are queued (in Redis mode the relay pushes after its linger).
+    app.outbox_drained().await;
     // Cancel the first while PENDING: no stock was held, none moves; its job is over.
     let cancelled = json_ok(cancel(&pending["id"]).await, StatusCode::OK).await;
     assert_eq!(cancelled["status"], "CANCELLED");

@@ -674,6 +674,20 @@ impl PolicyRuntime {
             [] => self.snapshot(),
             overrides => Arc::new(self.snapshot().with_overrides(&ctx.tenant, overrides)),
         };
+        // The platform's built-ins, serving all three hooks with their built-in config,
+        // run on the request's own thread: they take ~20–35 µs and never approach a time
+        // limit, and handing them to the blocking pool and back cost more than the calls
+        // (two thread wake-ups per order: ~0.1–0.2 ms of CPU per order at 300 orders/s).
+        // Anything a tenant or an operator bound (a TOML file, the database, an override)
+        // runs on the blocking pool, so a component that spins until its time limit holds
+        // a blocking thread, never one of the threads that serve requests.
+        if overrides.is_empty()
+            && Hook::ALL
+                .iter()
+                .all(|hook| set.effective(&ctx.tenant, *hook).0 == BindingLayer::BuiltIn)
+        {
+            return runtime.evaluate(&set, &ctx, mode);
+        }
         let tenant = ctx.tenant.clone();
         // The blocking thread works for this request: its log lines carry the request's
         // span (request id, tenant, user).

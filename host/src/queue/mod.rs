@@ -40,7 +40,7 @@ pub const DEFAULT_BACKOFF_MS: i64 = 200;
 /// Longest retry delay, ms.
 pub const BACKOFF_MAX_MS: i64 = 30_000;
 /// Default of [`QueueConfig::linger_ms`].
-pub const DEFAULT_LINGER_MS: u64 = 4;
+pub const DEFAULT_LINGER_MS: u64 = 10;
 
 /// Queue tuning: flags of `serve` and `worker` (each with its environment variable). An
 /// out-of-range value is refused at start with clap's message, never clamped silently.
