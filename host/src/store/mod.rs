@@ -266,12 +266,17 @@ impl Store {
             // claim once a backlog built up (measured: the closed-loop settled rate fell
             // to 1 550–1 800/s, each batch's `delete from jobs` scanning the backlog).
             // Every statement of this service is meant to be index-driven (the plans
-            // test); one with no usable index still gets its sequential scan.
+            // test); one with no usable index still gets its sequential scan — whose
+            // cost then includes the planner's penalty, which would make PostgreSQL
+            // JIT-compile it on every execution (measured: LLVM in the profile of every
+            // `/health`), so JIT is off too: it pays only for long analytic queries,
+            // which this service does not run.
             let options = sqlx::postgres::PgConnectOptions::from_str(url)
                 .map_err(StoreError::Connect)?
                 .options([
                     ("plan_cache_mode", "force_generic_plan"),
                     ("enable_seqscan", "off"),
+                    ("jit", "off"),
                 ]);
             let pool = PgPoolOptions::new()
                 .test_before_acquire(false)
