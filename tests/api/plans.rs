@@ -216,6 +216,15 @@ async fn run_order_path(url: &str, queue: Queue, stock_ids: &[String]) {
         .await)
         .expect("show");
     assert_eq!(mode, "force_generic_plan");
+    // And refuse sequential scans where an index serves, without JIT: a generic plan kept
+    // from when `jobs` was empty must not scan a backlog (see `Store::connect`).
+    let (seqscan, jit): (String, String) = orderhost::with_pool!(&store, pool => sqlx::query_as(
+        "select current_setting('enable_seqscan'), current_setting('jit')",
+    )
+    .fetch_one(pool)
+    .await)
+    .expect("settings");
+    assert_eq!((seqscan.as_str(), jit.as_str()), ("off", "off"));
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
