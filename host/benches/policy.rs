@@ -28,6 +28,7 @@ fn context(i: u64) -> OrderContext {
         unit_price,
         currency: "EUR".into(),
         available: 100,
+        ..OrderLine::default()
     };
     OrderContext {
         tenant: "default".into(),
@@ -37,10 +38,12 @@ fn context(i: u64) -> OrderContext {
             tags: vec![],
             order_count: 3,
             account_age_days: 100,
+            ..Customer::default()
         },
         lines: vec![line("A", 2, 1_250), line("B", 1, 9_900), line("C", 12, 300)],
         expected_total: None,
         order_time_ms: 1_700_000_000_000 + i as i64,
+        ..OrderContext::default()
     }
 }
 

@@ -32,5 +32,6 @@ mod queue;
 mod redis_faults;
 mod registry;
 mod replicas;
+mod rules;
 mod shadow;
 mod users;

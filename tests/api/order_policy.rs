@@ -26,6 +26,7 @@ fn line(sku: &str, quantity: u32, unit_price: i64) -> OrderLine {
         unit_price,
         currency: "EUR".into(),
         available: 1_000,
+        ..OrderLine::default()
     }
 }
 
@@ -38,10 +39,12 @@ fn ctx(vip: bool, tags: &[&str], lines: Vec<OrderLine>) -> OrderContext {
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             order_count: 4,
             account_age_days: 90,
+            ..Customer::default()
         },
         lines,
         expected_total: None,
         order_time_ms: ORDER_TIME,
+        ..OrderContext::default()
     }
 }
 

@@ -43,6 +43,7 @@ fn line(sku: &str, quantity: u32, unit_price: i64) -> OrderLine {
         unit_price,
         currency: "EUR".into(),
         available: 1_000,
+        ..OrderLine::default()
     }
 }
 
@@ -55,10 +56,12 @@ fn ctx(tenant: &str, vip: bool, lines: Vec<OrderLine>) -> OrderContext {
             tags: vec![],
             order_count: 3,
             account_age_days: 40,
+            ..Customer::default()
         },
         lines,
         expected_total: None,
         order_time_ms: ORDER_TIME,
+        ..OrderContext::default()
     }
 }
 

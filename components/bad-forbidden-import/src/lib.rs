@@ -2,7 +2,7 @@
 //! `std::net` on wasm32-wasip2 imports `wasi:sockets/*`, which is outside the host's
 //! import allowlist, so upload validation must refuse it with `FORBIDDEN_IMPORT`.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::validation::Guest;
 use ordering::policy::types::{OrderContext, Violation};

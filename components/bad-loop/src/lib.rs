@@ -1,7 +1,7 @@
 //! Misbehaving test component: a validator that never returns. The host must
 //! stop it with fuel or the epoch deadline.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::validation::Guest;
 use ordering::policy::types::{OrderContext, Violation};

@@ -1,7 +1,7 @@
 //! Misbehaving test component: a validator that allocates and touches 1 MiB
 //! blocks until memory growth is refused and the allocator aborts.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use std::hint::black_box;
 

@@ -2,7 +2,7 @@
 //! with a negative total and a line index past the end of the order. The host
 //! must reject it as invalid output.
 
-wit_bindgen::generate!({ world: "pricer", path: "../../wit" });
+wit_bindgen::generate!({ world: "pricer", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::pricing::Guest;
 use ordering::policy::types::{LinePrice, OrderContext, PolicyError, Quote};

@@ -7,7 +7,7 @@
 //!
 //! It also writes one line to stdout and one to stderr, for log capture tests.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;

@@ -1,7 +1,7 @@
 //! Misbehaving test component: exports only `prioritization`, for binding
 //! where a validator is expected. Upload validation must refuse it.
 
-wit_bindgen::generate!({ world: "prioritizer", path: "../../wit" });
+wit_bindgen::generate!({ world: "prioritizer", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::prioritization::Guest;
 use ordering::policy::types::OrderContext;

@@ -6,7 +6,7 @@
 //! window is `[start, end)`, an unset bound is open). The time compared is the
 //! host-supplied `order-time-ms`. A bad value yields `INVALID_CONFIG`.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use std::str::FromStr;
 

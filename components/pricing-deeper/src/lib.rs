@@ -6,7 +6,7 @@
 //!
 //! Config: as `pricing-standard` (`vip-discount-bps`, `bulk-tiers`).
 
-wit_bindgen::generate!({ world: "pricer", path: "../../wit" });
+wit_bindgen::generate!({ world: "pricer", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::pricing::Guest;
 use ordering::policy::host::config;

@@ -10,7 +10,7 @@
 //! `policy-error::internal`; mixed currencies, a negative price or an
 //! arithmetic overflow are `policy-error::invalid-input`.
 
-wit_bindgen::generate!({ world: "pricer", path: "../../wit" });
+wit_bindgen::generate!({ world: "pricer", path: "../../wit/1.1.0" });
 
 use exports::ordering::policy::pricing::Guest;
 use ordering::policy::host::config;
@@ -106,6 +106,7 @@ impl Guest for Standard {
                     reason: format!("{bps} bps off for {min} or more units"),
                     amount: bulk,
                     line: Some(index),
+                    discount_code: None,
                 });
             }
             net = net.checked_add(subtotal - bulk).ok_or_else(overflow)?;
@@ -122,6 +123,7 @@ impl Guest for Standard {
                 reason: format!("{vip_bps} bps VIP discount"),
                 amount: vip,
                 line: None,
+                discount_code: None,
             });
         }
         Ok(Quote {
@@ -129,6 +131,9 @@ impl Guest for Standard {
             discounts,
             total: net - vip,
             currency,
+            // Codes are not this component's business: the host reports each code it
+            // leaves out as CODE_UNKNOWN.
+            rejected_codes: Vec::new(),
         })
     }
 }

@@ -6,7 +6,7 @@
 //! (default: none). Sums saturate at `u32::MAX`. This hook has no error
 //! channel, so a bad value is logged as a warning and its default used.
 
-wit_bindgen::generate!({ world: "prioritizer", path: "../../wit" });
+wit_bindgen::generate!({ world: "prioritizer", path: "../../wit/1.1.0" });
 
 use exports::ordering::policy::prioritization::Guest;
 use ordering::policy::host::{config, log};

@@ -6,7 +6,7 @@
 //!
 //! Config: `skus` (comma-separated; default none, so it never traps).
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.0.0" });
 
 use exports::ordering::policy::validation::Guest;
 use ordering::policy::host::config;

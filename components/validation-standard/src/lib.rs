@@ -6,7 +6,7 @@
 //! unsigned integer, or `min-quantity > max-quantity`, yields an
 //! `INVALID_CONFIG` violation instead of a decision.
 
-wit_bindgen::generate!({ world: "validator", path: "../../wit" });
+wit_bindgen::generate!({ world: "validator", path: "../../wit/1.1.0" });
 
 use std::collections::BTreeMap;
 

@@ -12,7 +12,10 @@
 //! - One route reads bigger bodies: `POST /admin/components` (component uploads) is read
 //!   under `ORDERHOST_COMPONENT_MAX_BYTES` (default 1 MiB) instead of the global
 //!   `ORDERHOST_BODY_LIMIT_BYTES` (64 KiB), and a bigger upload is the registry's 422
-//!   `TOO_LARGE`, not 413. Every other route keeps the small limit.
+//!   `TOO_LARGE`, not 413. Requests that change a binding (`PUT`/`PATCH
+//!   /admin/tenants/{tenant}/bindings/{hook}`) are read under
+//!   `registry::bindings::MAX_BINDING_BODY_BYTES` (576 KiB): a config may hold a JSON
+//!   price list of up to 256 KiB. Every other route keeps the small limit.
 
 use axum::{
     body::{Body, HttpBody as _},
@@ -60,6 +63,8 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         request.method() == Method::POST && request.uri().path() == crate::registry::UPLOAD_PATH;
     let limit = if upload {
         state.config.component_max_bytes
+    } else if crate::registry::bindings::changes_a_binding(request.method(), request.uri().path()) {
+        crate::registry::bindings::MAX_BINDING_BODY_BYTES.max(state.config.body_limit_bytes)
     } else {
         state.config.body_limit_bytes
     };

@@ -469,6 +469,7 @@ fn generate(
                 unit_price: item.unit_price,
                 currency: item.currency.clone(),
                 available: rng.gen_range(100..10_000),
+                ..OrderLine::default()
             });
             prices.push(LinePrice {
                 line: u32::try_from(k).unwrap_or(0),
@@ -485,6 +486,7 @@ fn generate(
             lines: prices,
             discounts: Vec::new(),
             currency: currency.clone(),
+            rejected_codes: Vec::new(),
         };
         let priority = u32::from(customer.vip);
         let order_count = chunk.per_user.get(&customer.id).copied().unwrap_or(0);
@@ -497,10 +499,12 @@ fn generate(
                 order_count: u32::try_from(order_count).unwrap_or(u32::MAX),
                 account_age_days: u32::try_from((created_at - customer.created_at).max(0) / DAY_MS)
                     .unwrap_or(0),
+                ..Customer::default()
             },
             lines: context_lines,
             expected_total: None,
             order_time_ms: created_at,
+            ..OrderContext::default()
         };
 
         // Outcome and when it happened.

@@ -42,7 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::{
     clock::rfc3339,
-    policy::types::{Discount, Quote},
+    policy::types::{CodeRejection, Discount, Quote},
     state::AppState,
 };
 
@@ -262,8 +262,11 @@ pub struct OrderView {
     pub expected_total: Option<i64>,
     /// The lines.
     pub lines: Vec<LineView>,
-    /// Discounts with their reasons.
+    /// Discounts with their reasons (a redeemed code's discount names it in
+    /// `discountCode`).
     pub discounts: Vec<Discount>,
+    /// The discount codes sent that were not applied, each with its reason.
+    pub rejected_codes: Vec<CodeRejection>,
     /// The components that decided, per hook.
     pub components: Vec<ComponentUsed>,
     /// Created (RFC 3339).
@@ -275,8 +278,8 @@ pub struct OrderView {
 impl OrderView {
     /// Builds the view from stored rows.
     pub fn from_rows(order: OrderRow, lines: Vec<LineRow>) -> Self {
-        let discounts = serde_json::from_str::<Quote>(&order.quote)
-            .map(|q| q.discounts)
+        let (discounts, rejected_codes) = serde_json::from_str::<Quote>(&order.quote)
+            .map(|q| (q.discounts, q.rejected_codes))
             .unwrap_or_default();
         let components = serde_json::from_str(&order.components).unwrap_or_default();
         Self {
@@ -300,6 +303,7 @@ impl OrderView {
                 })
                 .collect(),
             discounts,
+            rejected_codes,
             components,
             created_at: rfc3339(order.created_at),
             updated_at: rfc3339(order.updated_at),

@@ -4,6 +4,8 @@
 //! and its job in one transaction (202). `POST /order/quote` runs the same hooks and
 //! writes nothing.
 
+use std::collections::BTreeMap;
+
 use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -27,7 +29,7 @@ use crate::{
     idempotency::{self, Begun, HeldKey},
     policy::{
         EvalMode, Evaluation, Override,
-        types::{Customer, OrderContext, OrderLine, Quote, Violation},
+        types::{Attribute, Customer, OrderContext, OrderLine, Quote, Violation},
     },
     registry::bindings::{OVERRIDE_HEADER, override_forbidden, read_overrides},
     state::AppState,
@@ -45,6 +47,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub const MAX_QUANTITY: i64 = 1_000_000;
 /// Most lines in one order.
 pub const MAX_LINES: usize = 100;
+/// Most discount codes in one order.
+pub const MAX_DISCOUNT_CODES: usize = 10;
+/// Longest discount code, characters.
+pub const MAX_DISCOUNT_CODE_CHARS: usize = 64;
+/// Most attributes in one order.
+pub const MAX_ATTRIBUTES: usize = 20;
+/// Longest attribute key, characters.
+pub const MAX_ATTRIBUTE_KEY_CHARS: usize = 64;
+/// Longest attribute value, characters.
+pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 256;
+/// Largest order context handed to the hooks, as JSON bytes (Shopify Functions allow
+/// 128 kB of input): an order whose context is larger is refused with
+/// `CONTEXT_TOO_LARGE`, never truncated.
+pub const MAX_CONTEXT_BYTES: usize = 128 * 1024;
 
 /// One requested line: a stock item or a sku, and a quantity.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -80,6 +96,16 @@ pub struct PlaceOrderRequest {
     /// `expectedTotal`, never the charged price.
     #[schema(value_type = Option<f64>, example = 999.99)]
     pub price_at_purchase: Option<Box<serde_json::value::RawValue>>,
+    /// Discount codes to redeem (at most 10, each 1-64 visible characters; trimmed,
+    /// upper-cased, duplicates dropped). The quote lists each code as applied (a
+    /// discount with its `discountCode`) or in `rejectedCodes` with a reason.
+    #[schema(example = json!(["SAVE10"]))]
+    pub discount_codes: Option<Vec<String>>,
+    /// Free key/value attributes for the shop's rules (at most 20; keys 1-64 of a-z,
+    /// 0-9, `-`, `_`, `.`, lower-cased; values at most 256 characters), e.g.
+    /// `{"channel": "pos", "country": "DE"}`.
+    #[schema(value_type = Option<Object>, example = json!({"channel": "web"}))]
+    pub attributes: Option<BTreeMap<String, String>>,
 }
 
 /// The client's price ceiling, as sent.
@@ -97,6 +123,87 @@ struct ParsedOrder {
     refs: Vec<LineRef>,
     quantities: Vec<u32>,
     ceiling: Option<Ceiling>,
+    discount_codes: Vec<String>,
+    attributes: Vec<Attribute>,
+}
+
+/// Normalises the discount codes: trimmed, upper-cased, duplicates dropped, order kept.
+fn parse_discount_codes(raw: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_DISCOUNT_CODES {
+        return Err(ApiError::validation(
+            "discountCodes",
+            format!("at most {MAX_DISCOUNT_CODES} codes"),
+        ));
+    }
+    let mut codes: Vec<String> = Vec::with_capacity(raw.len());
+    for (i, code) in raw.iter().enumerate() {
+        let code = code.trim().to_uppercase();
+        if code.is_empty()
+            || code.chars().count() > MAX_DISCOUNT_CODE_CHARS
+            || !code.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(ApiError::validation(
+                &format!("discountCodes[{i}]"),
+                format!("1-{MAX_DISCOUNT_CODE_CHARS} visible ASCII characters"),
+            ));
+        }
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    Ok(codes)
+}
+
+/// Checks the attributes: bounded, keys lower-cased (two keys equal then are refused),
+/// sorted by key (the map's order).
+fn parse_attributes(raw: Option<BTreeMap<String, String>>) -> Result<Vec<Attribute>, ApiError> {
+    let raw = raw.unwrap_or_default();
+    if raw.len() > MAX_ATTRIBUTES {
+        return Err(ApiError::validation(
+            "attributes",
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
+    }
+    let mut attributes: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in raw {
+        let field = format!(
+            "attributes.{}",
+            key.chars()
+                .take(MAX_ATTRIBUTE_KEY_CHARS)
+                .collect::<String>()
+        );
+        let folded = key.to_ascii_lowercase();
+        if !(1..=MAX_ATTRIBUTE_KEY_CHARS).contains(&folded.len())
+            || !folded.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            })
+        {
+            return Err(ApiError::validation(
+                &field,
+                format!("keys are 1-{MAX_ATTRIBUTE_KEY_CHARS} of a-z, 0-9, '-', '_', '.'"),
+            ));
+        }
+        if value.chars().count() > MAX_ATTRIBUTE_VALUE_CHARS || value.chars().any(char::is_control)
+        {
+            return Err(ApiError::validation(
+                &field,
+                format!(
+                    "values are at most {MAX_ATTRIBUTE_VALUE_CHARS} characters, without control characters"
+                ),
+            ));
+        }
+        if attributes.insert(folded, value).is_some() {
+            return Err(ApiError::validation(
+                &field,
+                "the same key twice (keys are case-insensitive)",
+            ));
+        }
+    }
+    Ok(attributes
+        .into_iter()
+        .map(|(key, value)| Attribute { key, value })
+        .collect())
 }
 
 /// `priceAtPurchase`: a JSON number's own text, or a string holding one.
@@ -130,6 +237,8 @@ fn line_error(index: usize, field: &str, problem: &str) -> ApiError {
 }
 
 fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
+    let discount_codes = parse_discount_codes(body.discount_codes)?;
+    let attributes = parse_attributes(body.attributes)?;
     let (lines, ceiling) = match (body.lines, body.stock_id) {
         (Some(lines), None) if body.quantity.is_none() && body.price_at_purchase.is_none() => {
             (lines, body.expected_total.map(Ceiling::Total))
@@ -208,6 +317,8 @@ fn parse(body: PlaceOrderRequest) -> Result<ParsedOrder, ApiError> {
         refs,
         quantities,
         ceiling,
+        discount_codes,
+        attributes,
     })
 }
 
@@ -227,6 +338,8 @@ fn rejected(violations: Vec<Violation>) -> ApiError {
 /// Everything decided before writing: the context, the catalog lines, the evaluation.
 struct Decision {
     ctx: OrderContext,
+    /// `ctx` as stored with the order.
+    context_json: String,
     catalog: Vec<CatalogLine>,
     evaluation: Evaluation,
     quote: Quote,
@@ -294,6 +407,7 @@ async fn decide(
             order_count: u32::try_from(customer.order_count).unwrap_or(u32::MAX),
             account_age_days: u32::try_from((now - customer.created_at).max(0) / 86_400_000)
                 .unwrap_or(u32::MAX),
+            ..Customer::default()
         },
         lines: catalog
             .iter()
@@ -306,11 +420,27 @@ async fn decide(
                 unit_price: c.unit_price,
                 currency: c.currency.clone(),
                 available: c.available,
+                ..OrderLine::default()
             })
             .collect(),
         expected_total,
         order_time_ms: now,
+        discount_codes: order.discount_codes.clone(),
+        attributes: order.attributes.clone(),
     };
+    // Serialized once: measured here against the input limit, stored with the order.
+    let context_json = serde_json::to_string(&ctx).map_err(ApiError::internal)?;
+    if context_json.len() > MAX_CONTEXT_BYTES {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CONTEXT_TOO_LARGE",
+            format!(
+                "the order's context for the shop's rules is {} bytes; at most {MAX_CONTEXT_BYTES} (fewer lines, tags or attributes)",
+                context_json.len()
+            ),
+        )
+        .with_details(serde_json::json!({ "bytes": context_json.len(), "limit": MAX_CONTEXT_BYTES })));
+    }
     let evaluation = state
         .policy
         .evaluate_with_overrides(ctx.clone(), EvalMode::Order, overrides)
@@ -354,6 +484,7 @@ async fn decide(
     }
     Ok(Decision {
         ctx,
+        context_json,
         catalog,
         evaluation,
         quote,
@@ -388,7 +519,6 @@ async fn insert_order(
     let now = state.clock.now_ms();
     let id = uuid::Uuid::now_v7().to_string();
     let quote_json = serde_json::to_string(&decision.quote).map_err(ApiError::internal)?;
-    let context_json = serde_json::to_string(&decision.ctx).map_err(ApiError::internal)?;
     let components_json = serde_json::to_string(&components_used(&decision.evaluation))
         .map_err(ApiError::internal)?;
     let order = OrderRow {
@@ -449,7 +579,7 @@ async fn insert_order(
         .order_writer
         .write(super::writer::NewOrder {
             order,
-            context: context_json,
+            context: decision.context_json.clone(),
             lines,
             max_attempts,
             idempotency,

@@ -16,7 +16,10 @@
 //! a job that still fails is retried later with exponential backoff and jitter, and after
 //! its last attempt it is dead and its order FAILED `RETRIES_EXHAUSTED`, holding no stock.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use tokio::sync::watch;
 
@@ -163,6 +166,9 @@ struct BatchLine {
     order_id: String,
     status: String,
     reason: Option<String>,
+    user_id: String,
+    currency: String,
+    total: i64,
     stock_id: Option<String>,
     quantity: Option<i64>,
 }
@@ -190,10 +196,12 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         let mut pending = std::collections::HashSet::new();
         let mut exhausted = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
+        // Each pending order's customer, currency and total, for `customer_totals`.
+        let mut buyers: std::collections::HashMap<String, (String, String, i64)> = Default::default();
         // The jobs' orders (locked against a concurrent cancel on PostgreSQL) with the
         // lines of those still PENDING, in one statement.
         let mut q = sqlx::QueryBuilder::new(
-            "select o.id as order_id, o.status, o.reason, l.stock_id, l.quantity from orders o \
+            "select o.id as order_id, o.status, o.reason, o.user_id, o.currency, o.total, l.stock_id, l.quantity from orders o \
              left join order_lines l on l.order_id = o.id and o.status = 'PENDING' where ",
         );
         pool.push_any(&mut q, "o.id", jobs.iter().map(|job| job.order_id.clone()).collect());
@@ -208,6 +216,9 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
                 continue;
             }
             pending.insert(row.order_id.clone());
+            buyers
+                .entry(row.order_id.clone())
+                .or_insert_with(|| (row.user_id.clone(), row.currency.clone(), row.total));
             if let (Some(stock_id), Some(quantity)) = (row.stock_id, row.quantity) {
                 lines.entry(row.order_id).or_default().push((stock_id, quantity));
             }
@@ -330,6 +341,39 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
                 Col::int(movements.iter().map(|_| now)),
                 Col::int(movements.iter().map(|_| now)),
             ]);
+        }
+        // The customers' confirmed totals (what WIT 1.1's context reports as lifetime
+        // orders and spend), one row per customer and currency of the batch.
+        let mut bought: BTreeMap<(&str, &str), (&str, i64, i64)> = BTreeMap::new();
+        for (job, outcome) in &settled {
+            if **outcome == Settled::Confirmed
+                && let Some((user_id, currency, total)) = buyers.get(&job.order_id)
+            {
+                let entry = bought
+                    .entry((user_id.as_str(), currency.as_str()))
+                    .or_insert((job.tenant_id.as_str(), 0, 0));
+                entry.1 += 1;
+                entry.2 = entry.2.saturating_add(*total);
+            }
+        }
+        if !bought.is_empty() {
+            let q = chain.statement(
+                "insert into customer_totals (user_id, currency, tenant_id, orders, spend) ",
+            );
+            pool.push_rows(q, vec![
+                Col::text(bought.keys().map(|(user_id, _)| *user_id)),
+                Col::text(bought.keys().map(|(_, currency)| *currency)),
+                Col::text(bought.values().map(|(tenant_id, _, _)| *tenant_id)),
+                Col::int(bought.values().map(|(_, orders, _)| *orders)),
+                Col::int(bought.values().map(|(_, _, spend)| *spend)),
+            ]);
+            // `where true`: SQLite reads `on conflict` after a bare `from json_each(…)`
+            // as the join's constraint otherwise.
+            q.push(
+                " where true on conflict (user_id, currency) do update set \
+                 orders = customer_totals.orders + excluded.orders, \
+                 spend = customer_totals.spend + excluded.spend",
+            );
         }
         // Settled: the jobs are acknowledged in the same chain.
         // (An exhausted order's job stays, to be buried after the commit.)

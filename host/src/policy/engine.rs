@@ -40,7 +40,7 @@ use wasmtime::{
 use super::{
     bindings::{self, HookPre, WitContext},
     sandbox::{CallLabel, CallState, call_seed},
-    types::{Hook, HookOutput, OrderContext, WIT_VERSION, wit_interface},
+    types::{Hook, HookOutput, OrderContext, WIT_VERSION, WitVersion},
 };
 
 /// How often the epoch advances; timeouts are rounded up to it.
@@ -186,6 +186,8 @@ pub struct CompiledComponent {
     pub version: String,
     /// sha256 of the component bytes, hex.
     pub sha256: String,
+    /// The `ordering:policy` version it targets, read from its exports.
+    pub wit_version: WitVersion,
     /// The component pre-linked: what every instance of it is made from.
     instance_pre: InstancePre<CallState>,
     /// Each exported hook's entry point, found once.
@@ -231,6 +233,11 @@ impl CompiledComponent {
         hooks
     }
 
+    /// The interface it would export for `hook`, in its WIT version.
+    pub fn export_of(&self, hook: Hook) -> &'static str {
+        hook.export_in(self.wit_version)
+    }
+
     /// Whether it can serve `hook`.
     pub fn serves(&self, hook: Hook) -> bool {
         self.pres.contains_key(&hook)
@@ -258,8 +265,10 @@ impl CompiledComponent {
 /// preopens, no environment, pinned clocks, seeded randomness). Sockets and HTTP are not
 /// listed.
 const ALLOWED_IMPORTS: &[&str] = &[
-    wit_interface!("types"),
-    wit_interface!("host"),
+    "ordering:policy/types@1.0.0",
+    "ordering:policy/host@1.0.0",
+    "ordering:policy/types@1.1.0",
+    "ordering:policy/host@1.1.0",
     "wasi:cli/environment@",
     "wasi:cli/exit@",
     "wasi:cli/stdin@",
@@ -288,7 +297,7 @@ pub enum LoadError {
     ForbiddenImport(String),
     /// Exports none of the hooks (what it exports instead).
     #[error(
-        "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @{})",
+        "exports none of the hook interfaces (ordering:policy/validation, pricing, prioritization @1.0.0 or @{})",
         WIT_VERSION
     )]
     NoHook(Vec<String>),
@@ -421,16 +430,22 @@ impl PolicyEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        // The version is the newest one whose hook interfaces it exports; a component
+        // exporting hooks of two versions is served by the newer one's only.
+        let Some(wit_version) = WitVersion::ALL.into_iter().rev().find(|v| {
+            Hook::ALL
+                .iter()
+                .any(|hook| exports.iter().any(|e| e == hook.export_in(*v)))
+        }) else {
+            return Err(LoadError::NoHook(exports));
+        };
         let mut pres = HashMap::new();
         for hook in Hook::ALL {
-            if exports.iter().any(|e| e == hook.export()) {
-                let pre = HookPre::new(hook, &instance_pre)
+            if exports.iter().any(|e| e == hook.export_in(wit_version)) {
+                let pre = HookPre::new(hook, wit_version, &instance_pre)
                     .map_err(|e| LoadError::Link(format!("{e:#}")))?;
                 pres.insert(hook, pre);
             }
-        }
-        if pres.is_empty() {
-            return Err(LoadError::NoHook(exports));
         }
         if is_new {
             self.cache
@@ -442,6 +457,7 @@ impl PolicyEngine {
             name: name.to_owned(),
             version: version.to_owned(),
             sha256,
+            wit_version,
             instance_pre,
             pres,
             instantiations: AtomicU64::new(0),
@@ -480,7 +496,10 @@ impl PolicyEngine {
         let Some(pre) = call.component.pres.get(&call.hook) else {
             return Err(fault(
                 FaultKind::MissingExport,
-                format!("does not export {}", call.hook.export()),
+                format!(
+                    "does not export {}",
+                    call.hook.export_in(call.component.wit_version)
+                ),
                 0,
             ));
         };
@@ -607,7 +626,7 @@ impl PolicyEngine {
 pub struct CallSession<'a> {
     ctx: &'a OrderContext,
     seed: u128,
-    wit_ctx: WitContext,
+    wit_ctx: WitContext<'a>,
     live: Option<LiveInstance>,
 }
 
@@ -617,7 +636,7 @@ impl<'a> CallSession<'a> {
         Self {
             ctx,
             seed: call_seed(ctx),
-            wit_ctx: ctx.into(),
+            wit_ctx: WitContext::new(ctx),
             live: None,
         }
     }
@@ -670,7 +689,7 @@ fn run(
     pre: &HookPre,
     store: &mut Store<CallState>,
     instance: Option<Instance>,
-    ctx: &WitContext,
+    ctx: &WitContext<'_>,
 ) -> wasmtime::Result<(HookOutput, Instance)> {
     let instance = match instance {
         Some(instance) => instance,

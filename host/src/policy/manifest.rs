@@ -6,6 +6,7 @@
 //! on-error = "fallback"          # or "reject" (the default)
 //! [pricing.config]
 //! vip-discount-bps = 750         # strings, integers and booleans; read as strings
+//! price-lists = { wholesale = { "MUG-1" = 900 } }  # tables/arrays: read as JSON text
 //! [pricing.limits]
 //! fuel = 50_000_000
 //! memory-bytes = 16_777_216
@@ -13,8 +14,8 @@
 //! ```
 //!
 //! Manifests are strict: an unknown hook or field, a component that is not registered or
-//! does not export the hook, a float or a table as a config value, or limits out of
-//! range stop start-up with an error naming the file, the tenant, the hook and the field.
+//! does not export the hook, a float (anywhere, also inside a table) as a config value,
+//! a config above `MAX_CONFIG_TOTAL_BYTES`, or limits out of range stop start-up with an error naming the file, the tenant, the hook and the field.
 
 use std::{
     collections::BTreeMap,
@@ -140,17 +141,32 @@ pub fn parse(file: &Path, tenant: &str, text: &str) -> Result<ManifestBindings, 
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
+                structured @ (toml::Value::Table(_) | toml::Value::Array(_)) => {
+                    let json = serde_json::to_value(&structured)
+                        .map_err(|e| err(Some(hook), format!("field `config.{k}`: {e}")))?;
+                    super::types::structured_config_text(&json)
+                        .map_err(|e| err(Some(hook), format!("field `config.{k}`: {e}")))?
+                }
                 other => {
                     return Err(err(
                         Some(hook),
                         format!(
-                            "field `config.{k}`: a {} is not allowed (use a string, an integer or a boolean; money is integer minor units)",
+                            "field `config.{k}`: a {} is not allowed (use a string, an integer, a boolean, or a table or array of them; money is integer minor units)",
                             other.type_str()
                         ),
                     ));
                 }
             };
             config.insert(k, value);
+        }
+        if super::types::config_bytes(&config) > super::types::MAX_CONFIG_TOTAL_BYTES {
+            return Err(err(
+                Some(hook),
+                format!(
+                    "field `config`: more than {} bytes",
+                    super::types::MAX_CONFIG_TOTAL_BYTES
+                ),
+            ));
         }
         let defaults = Limits::default();
         let limits = Limits {

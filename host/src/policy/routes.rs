@@ -47,6 +47,12 @@ pub struct EvaluateRequest {
     pub expected_total: Option<i64>,
     /// Order time, unix epoch ms (default: now).
     pub order_time_ms: Option<i64>,
+    /// Discount codes, as the order path normalises them (WIT 1.1).
+    #[serde(default)]
+    pub discount_codes: Vec<String>,
+    /// Attributes, sorted by key (WIT 1.1).
+    #[serde(default)]
+    pub attributes: Vec<crate::policy::types::Attribute>,
 }
 
 /// 503 `POLICY_UNAVAILABLE` for a hook that failed under `on-error = "reject"`.
@@ -93,6 +99,8 @@ async fn evaluate(
         lines: body.lines,
         expected_total: body.expected_total,
         order_time_ms: body.order_time_ms.unwrap_or_else(|| state.clock.now_ms()),
+        discount_codes: body.discount_codes,
+        attributes: body.attributes,
     };
     let evaluation = state
         .policy

@@ -830,8 +830,8 @@ impl PolicyRuntime {
             config: binding.config.clone(),
             limits: binding.limits,
         };
-        let result = self.engine.call_in(session, &spec).and_then(|outcome| {
-            check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
+        let result = self.engine.call_in(session, &spec).and_then(|mut outcome| {
+            check_output(&mut outcome.output, ctx).map_err(|detail| PolicyFault {
                 kind: FaultKind::InvalidOutput,
                 tenant: ctx.tenant.clone(),
                 hook,
@@ -883,8 +883,8 @@ impl PolicyRuntime {
             config,
             limits,
         };
-        let outcome = self.engine.call(&spec, ctx)?;
-        check_output(&outcome.output, ctx).map_err(|detail| PolicyFault {
+        let mut outcome = self.engine.call(&spec, ctx)?;
+        check_output(&mut outcome.output, ctx).map_err(|detail| PolicyFault {
             kind: FaultKind::InvalidOutput,
             tenant: ctx.tenant.clone(),
             hook,
@@ -931,8 +931,10 @@ pub fn config_sha256(config: &BTreeMap<String, String>) -> String {
     hex::encode(sha2::Sha256::digest(&json))
 }
 
-/// What the host refuses to accept from a component whatever its binding says.
-fn check_output(output: &HookOutput, ctx: &OrderContext) -> Result<(), String> {
+/// What the host refuses to accept from a component whatever its binding says; an
+/// accepted quote gets every discount code of the context accounted for
+/// (`Quote::account_for_codes`).
+fn check_output(output: &mut HookOutput, ctx: &OrderContext) -> Result<(), String> {
     let lines = ctx.lines.len();
     match output {
         HookOutput::Violations(violations) => {
@@ -952,7 +954,11 @@ fn check_output(output: &HookOutput, ctx: &OrderContext) -> Result<(), String> {
             }
             Ok(())
         }
-        HookOutput::Quote(Ok(quote)) => quote.check_against(ctx),
+        HookOutput::Quote(Ok(quote)) => {
+            quote.check_against(ctx)?;
+            quote.account_for_codes(ctx);
+            Ok(())
+        }
         HookOutput::Quote(Err(_)) | HookOutput::Priority(_) => Ok(()),
     }
 }
@@ -1003,7 +1009,7 @@ fn resolve(
             return Err(err(format!(
                 "field `component`: {} does not export {} (wrong world: it serves {:?})",
                 component.id(),
-                hook.export(),
+                component.export_of(hook),
                 component.hooks()
             ))
             .into());

@@ -217,6 +217,9 @@ const SEED_ENCODING: &[u8] = b"orderhost/policy-seed/v1\0";
 /// not compile until someone decides here whether it feeds the seed (a replayed old
 /// order must keep its seed). Strings and lists carry their length, so no two contexts
 /// share an encoding.
+///
+/// WIT 1.1's fields are encoded apart (`ext`) and feed the seed only when one of them is
+/// set: a context stored before they existed reads them as empty and keeps its seed.
 pub(crate) fn call_seed(ctx: &OrderContext) -> u128 {
     let OrderContext {
         tenant,
@@ -224,6 +227,8 @@ pub(crate) fn call_seed(ctx: &OrderContext) -> u128 {
         lines,
         expected_total,
         order_time_ms,
+        discount_codes,
+        attributes,
     } = ctx;
     let Customer {
         id,
@@ -231,7 +236,27 @@ pub(crate) fn call_seed(ctx: &OrderContext) -> u128 {
         tags,
         order_count,
         account_age_days,
+        lifetime_orders,
+        lifetime_spend,
     } = customer;
+    let mut ext = SeedInput(Sha256::new());
+    let mut extended = !discount_codes.is_empty()
+        || !attributes.is_empty()
+        || *lifetime_orders != 0
+        || !lifetime_spend.is_empty();
+    ext.len(discount_codes.len());
+    discount_codes.iter().for_each(|code| ext.str(code));
+    ext.len(attributes.len());
+    for attribute in attributes {
+        ext.str(&attribute.key);
+        ext.str(&attribute.value);
+    }
+    ext.put(&lifetime_orders.to_le_bytes());
+    ext.len(lifetime_spend.len());
+    for money in lifetime_spend {
+        ext.put(&money.amount.to_le_bytes());
+        ext.str(&money.currency);
+    }
     let mut seed = SeedInput(Sha256::new());
     seed.put(SEED_ENCODING);
     seed.str(tenant);
@@ -251,7 +276,30 @@ pub(crate) fn call_seed(ctx: &OrderContext) -> u128 {
             unit_price,
             currency,
             available,
+            tags,
+            vendor,
+            category,
+            units_last24h,
+            units_last30d,
         } = line;
+        extended |= !tags.is_empty()
+            || vendor.is_some()
+            || category.is_some()
+            || *units_last24h != 0
+            || *units_last30d != 0;
+        ext.len(tags.len());
+        tags.iter().for_each(|tag| ext.str(tag));
+        for text in [vendor, category] {
+            match text {
+                None => ext.put(&[0]),
+                Some(text) => {
+                    ext.put(&[1]);
+                    ext.str(text);
+                }
+            }
+        }
+        ext.put(&units_last24h.to_le_bytes());
+        ext.put(&units_last30d.to_le_bytes());
         seed.str(product_id);
         seed.str(stock_id);
         seed.str(sku);
@@ -268,6 +316,10 @@ pub(crate) fn call_seed(ctx: &OrderContext) -> u128 {
         }
     }
     seed.put(&order_time_ms.to_le_bytes());
+    if extended {
+        seed.put(b"1.1\0");
+        seed.put(&ext.0.finalize());
+    }
     let digest = seed.0.finalize();
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);
@@ -444,6 +496,7 @@ mod tests {
                 tags: vec!["wholesale".into()],
                 order_count: 3,
                 account_age_days: 40,
+                ..Customer::default()
             },
             lines: vec![OrderLine {
                 product_id: "p-A".into(),
@@ -453,9 +506,11 @@ mod tests {
                 unit_price: 1_250,
                 currency: "EUR".into(),
                 available: 1_000,
+                ..OrderLine::default()
             }],
             expected_total: Some(2_500),
             order_time_ms: 1_700_000_000_123,
+            ..OrderContext::default()
         }
     }
 
@@ -486,5 +541,49 @@ mod tests {
         shifted.tenant = "defaultc".into();
         shifted.customer.id = "ust-1".into();
         assert_ne!(call_seed(&shifted), base);
+    }
+
+    /// WIT 1.1's fields: unset, the seed is 1.0's (stored orders replay as decided);
+    /// each one set moves it, and a code moved into an attribute does not collide.
+    #[test]
+    fn the_1_1_fields_move_the_seed_only_when_set() {
+        let base = call_seed(&context());
+        let mut moves: Vec<OrderContext> = Vec::new();
+        let mut c = context();
+        c.discount_codes = vec!["SAVE10".into()];
+        moves.push(c);
+        let mut c = context();
+        c.attributes = vec![crate::policy::types::Attribute {
+            key: "SAVE10".into(),
+            value: String::new(),
+        }];
+        moves.push(c);
+        let mut c = context();
+        c.customer.lifetime_orders = 1;
+        moves.push(c);
+        let mut c = context();
+        c.customer.lifetime_spend = vec![crate::policy::types::Money {
+            amount: 0,
+            currency: "EUR".into(),
+        }];
+        moves.push(c);
+        let mut c = context();
+        c.lines[0].tags = vec!["mug".into()];
+        moves.push(c);
+        let mut c = context();
+        c.lines[0].vendor = Some(String::new());
+        moves.push(c);
+        let mut c = context();
+        c.lines[0].category = Some(String::new());
+        moves.push(c);
+        let mut c = context();
+        c.lines[0].units_last24h = 1;
+        moves.push(c);
+        let mut c = context();
+        c.lines[0].units_last30d = 1;
+        moves.push(c);
+        let seeds: std::collections::HashSet<u128> = moves.iter().map(call_seed).collect();
+        assert_eq!(seeds.len(), moves.len(), "no two collide");
+        assert!(!seeds.contains(&base));
     }
 }

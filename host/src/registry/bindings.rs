@@ -553,6 +553,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rollback))
         .routes(routes!(history))
         .merge(super::ceilings::router())
+        // A binding's config may be a JSON price list of up to `MAX_CONFIG_TOTAL_BYTES`
+        // (a canary's config beside it): the edge guard reads these bodies under
+        // `MAX_BINDING_BODY_BYTES` instead of the service's general limit.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BINDING_BODY_BYTES))
+}
+
+/// Largest body of a request that changes a binding (`PUT`/`PATCH
+/// /admin/tenants/{tenant}/bindings/{hook}`): two configs of the largest size, and room.
+pub const MAX_BINDING_BODY_BYTES: usize =
+    2 * crate::policy::types::MAX_CONFIG_TOTAL_BYTES + (64 << 10);
+
+/// Whether a request changes a binding (and may carry a large config).
+pub fn changes_a_binding(method: &axum::http::Method, path: &str) -> bool {
+    (method == axum::http::Method::PUT || method == axum::http::Method::PATCH)
+        && path
+            .strip_prefix("/admin/tenants/")
+            .and_then(|rest| rest.split_once("/bindings/"))
+            .is_some_and(|(tenant, hook)| !tenant.contains('/') && !hook.contains('/'))
 }
 
 /// An optional JSON body: empty (or blank) is the default request.
@@ -612,21 +630,34 @@ fn parse_config(
             )));
         }
         let value = match value {
+            serde_json::Value::String(s) if s.len() > MAX_CONFIG_VALUE_BYTES => {
+                return Err(invalid(format!(
+                    "string values are at most {MAX_CONFIG_VALUE_BYTES} bytes (a larger value goes in as a JSON table or array)"
+                )));
+            }
             serde_json::Value::String(s) => s,
             serde_json::Value::Bool(b) => b.to_string(),
             serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+            structured @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)) => {
+                crate::policy::types::structured_config_text(&structured).map_err(invalid)?
+            }
             _ => {
                 return Err(invalid(
-                    "values are strings (integers and booleans are taken as their text; money is integer minor units)".into(),
+                    "values are strings, integers, booleans, or JSON tables and arrays of them (integers and booleans are taken as their text; money is integer minor units)".into(),
                 ));
             }
         };
-        if value.len() > MAX_CONFIG_VALUE_BYTES {
-            return Err(invalid(format!(
-                "values are at most {MAX_CONFIG_VALUE_BYTES} bytes"
-            )));
-        }
         config.insert(key, value);
+    }
+    let total = crate::policy::types::config_bytes(&config);
+    if total > crate::policy::types::MAX_CONFIG_TOTAL_BYTES {
+        return Err(BindingError::ConfigInvalid {
+            key: String::new(),
+            problem: format!(
+                "{total} bytes of config; at most {} per binding",
+                crate::policy::types::MAX_CONFIG_TOTAL_BYTES
+            ),
+        });
     }
     Ok(config)
 }
@@ -739,8 +770,8 @@ async fn check(
     let component = binding.component.id();
     if !binding.component.serves(hook) {
         return Err(BindingError::HookNotExported {
+            export: binding.component.export_of(hook),
             component,
-            export: hook.export(),
             serves: binding.component.hooks(),
         });
     }
@@ -866,7 +897,7 @@ pub async fn read_overrides(
         if !component.serves(hook) {
             return Err(BindingError::HookNotExported {
                 component: component.id(),
-                export: hook.export(),
+                export: component.export_of(hook),
                 serves: component.hooks(),
             }
             .into());
@@ -1464,7 +1495,7 @@ pub(crate) async fn candidate(
     if !component.serves(hook) {
         return Err(BindingError::HookNotExported {
             component: component.id(),
-            export: hook.export(),
+            export: component.export_of(hook),
             serves: component.hooks(),
         });
     }

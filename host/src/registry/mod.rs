@@ -354,6 +354,7 @@ impl From<RegistryError> for ApiError {
                 "exports": exports,
                 "worlds": crate::policy::types::WORLDS.iter().map(|(w, _)| *w).collect::<Vec<_>>(),
                 "witVersion": crate::policy::types::WIT_VERSION,
+                "witVersions": crate::policy::types::WitVersion::ALL.map(|v| v.as_str()),
             })),
             RegistryError::ForbiddenImport(import) => refusal(serde_json::json!({
                 "import": import,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::policy::{
     PolicyRuntime,
     engine::LoadError,
-    types::{Customer, Hook, OrderContext, OrderLine, WIT_VERSION, world_exporting},
+    types::{Attribute, Customer, Hook, Money, OrderContext, OrderLine, world_exporting},
 };
 
 use super::RegistryError;
@@ -43,6 +43,11 @@ pub fn smoke_context() -> OrderContext {
         unit_price,
         currency: "EUR".into(),
         available: 100,
+        tags: vec!["smoke".into()],
+        vendor: Some("Smoke Works".into()),
+        category: Some("smoke".into()),
+        units_last24h: 1,
+        units_last30d: 2,
     };
     OrderContext {
         tenant: "registry-smoke".into(),
@@ -52,10 +57,20 @@ pub fn smoke_context() -> OrderContext {
             tags: vec!["smoke".into()],
             order_count: 3,
             account_age_days: 30,
+            lifetime_orders: 2,
+            lifetime_spend: vec![Money {
+                amount: 12_400,
+                currency: "EUR".into(),
+            }],
         },
         lines: vec![line("SMOKE-1", 2, 1_250), line("SMOKE-2", 1, 9_900)],
         expected_total: None,
         order_time_ms: 1_764_000_000_000,
+        discount_codes: vec!["SMOKE10".into()],
+        attributes: vec![Attribute {
+            key: "channel".into(),
+            value: "smoke".into(),
+        }],
     }
 }
 
@@ -97,7 +112,7 @@ pub fn validate(
     let hooks = compiled.hooks();
     let foreign = exports
         .iter()
-        .any(|e| !Hook::ALL.iter().any(|h| h.export() == e));
+        .any(|e| !Hook::ALL.iter().any(|h| compiled.export_of(*h) == e));
     let world = world_exporting(&hooks)
         .filter(|_| !foreign)
         .ok_or_else(|| RegistryError::UnknownWorld(exports.clone()))?;
@@ -115,7 +130,7 @@ pub fn validate(
     }
     Ok(Validated {
         world,
-        wit_version: WIT_VERSION,
+        wit_version: compiled.wit_version.as_str(),
         hooks,
         exports,
         imports,
