@@ -6,8 +6,9 @@
 //! `cargo bench -p orderhost --bench policy` prints p50/p99 wall time per sequence and
 //! sequences/s on one thread and on every core, for each. Targets: three built-ins ≤ 50 µs
 //! p50, ≥ 20 000 sequences/s on a 2-core machine; one instance ≤ 20 µs p50, ≥ 80 000
-//! sequences/s on 2 threads (issue 14). `POLICY_BENCH_SECS` sets the length of each phase
-//! (default 3).
+//! sequences/s on 2 threads (issue 14). Last, the one-instance sequence again on a context
+//! with every WIT 1.1 field filled: within 10 % of the plain context (issue 15).
+//! `POLICY_BENCH_SECS` sets the length of each phase (default 3).
 
 use std::{
     sync::Arc,
@@ -16,7 +17,7 @@ use std::{
 
 use orderhost::policy::{
     EvalMode, PolicyRuntime,
-    types::{Customer, OrderContext, OrderLine},
+    types::{Attribute, Customer, Money, OrderContext, OrderLine},
 };
 
 fn context(i: u64) -> OrderContext {
@@ -45,6 +46,35 @@ fn context(i: u64) -> OrderContext {
         order_time_ms: 1_700_000_000_000 + i as i64,
         ..OrderContext::default()
     }
+}
+
+/// `context(i)` with every field WIT 1.1 added filled, as a tenant with tagged customers
+/// and products, a discount code and attributes would send: what a 1.1 component
+/// converts and receives on every call.
+fn rich_context(i: u64) -> OrderContext {
+    let mut ctx = context(i);
+    ctx.customer.tags = vec!["b2b-gold".into(), "newsletter".into(), "wholesale".into()];
+    ctx.customer.lifetime_orders = 42;
+    ctx.customer.lifetime_spend = vec![Money {
+        amount: 1_234_500,
+        currency: "EUR".into(),
+    }];
+    ctx.discount_codes = vec!["SPRING10".into(), "FREESHIP".into()];
+    ctx.attributes = [("channel", "web"), ("country", "DE"), ("locale", "de-DE")]
+        .into_iter()
+        .map(|(key, value)| Attribute {
+            key: key.into(),
+            value: value.into(),
+        })
+        .collect();
+    for (n, line) in ctx.lines.iter_mut().enumerate() {
+        line.tags = vec!["kitchen".into(), "sale".into(), format!("batch-{n}")];
+        line.vendor = Some("Acme Ceramics".into());
+        line.category = Some("mugs".into());
+        line.units_last24h = 1;
+        line.units_last30d = 7;
+    }
+    ctx
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -77,11 +107,16 @@ fn process_cpu() -> Option<Duration> {
 
 /// Warms up, then runs `tenant`'s sequence on one thread (latency and throughput) and on
 /// one thread per core (throughput).
-fn measure(runtime: &Arc<PolicyRuntime>, tenant: &str, phase: Duration) -> Figures {
+fn measure(
+    runtime: &Arc<PolicyRuntime>,
+    tenant: &str,
+    phase: Duration,
+    make: fn(u64) -> OrderContext,
+) -> Figures {
     let set = runtime.snapshot();
     let context = |i: u64| OrderContext {
         tenant: tenant.to_owned(),
-        ..context(i)
+        ..make(i)
     };
     // Warm up: page in code, fill the pool's warm slots.
     for i in 0..2_000 {
@@ -122,7 +157,7 @@ fn measure(runtime: &Arc<PolicyRuntime>, tenant: &str, phase: Duration) -> Figur
                 while begin.elapsed() < phase {
                     let ctx = OrderContext {
                         tenant: tenant.clone(),
-                        ..self::context(n * cores as u64 + t as u64)
+                        ..make(n * cores as u64 + t as u64)
                     };
                     runtime
                         .evaluate(&set, &ctx, EvalMode::All)
@@ -202,19 +237,31 @@ fn main() {
     .expect("example binding");
     let runtime = Arc::new(PolicyRuntime::load(&dir).expect("built-ins load"));
 
-    let separate = measure(&runtime, "default", phase);
+    let separate = measure(&runtime, "default", phase, context);
     report(
         "policy sequence (validate + price + prioritize, 3-line order, built-ins)",
         &separate,
         50,
         20_000.0,
     );
-    let shared = measure(&runtime, "shared", phase);
+    let shared = measure(&runtime, "shared", phase, context);
     report(
         "policy sequence (validate + price + prioritize, 3-line order, order-policy-standard: one instance per order)",
         &shared,
         20,
         80_000.0,
+    );
+    let rich = measure(&runtime, "shared", phase, rich_context);
+    report(
+        "the same, every WIT 1.1 field filled (tags, history, codes, attributes, product data)",
+        &rich,
+        22,
+        72_000.0,
+    );
+    println!(
+        "  1.1 context filled vs empty: p50 {:+.1} %, sequences/s on all cores {:+.1} % (target: within 10 %)",
+        (rich.p50.as_secs_f64() / shared.p50.as_secs_f64() - 1.0) * 100.0,
+        (rich.multi_rate / shared.multi_rate - 1.0) * 100.0
     );
 }
 
