@@ -343,6 +343,7 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
             role: args.role,
             vip: true,
             name: None,
+            tags: None,
         };
         users::update(&store, &tenant_id, email.as_str(), &change, now).await?;
     }

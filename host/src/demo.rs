@@ -204,6 +204,7 @@ pub async fn seed(store: &Store, environment: Environment) -> Result<SeedReport,
                 role: user.role,
                 vip: true,
                 name: None,
+                tags: None,
             };
             users::update(store, DEFAULT_TENANT_ID, email.as_str(), &change, now)
                 .await

@@ -285,6 +285,7 @@ async fn customers(
                 role: Role::Customer,
                 vip: true,
                 name: None,
+                tags: None,
             };
             users::update(store, tenant_id, email.as_str(), &vip, created_at).await?;
         }
