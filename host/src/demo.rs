@@ -164,6 +164,9 @@ pub async fn seed(store: &Store, environment: Environment) -> Result<SeedReport,
             },
             active: true,
             initial_stock: product.stock,
+            tags: crate::tags::Tags::default(),
+            vendor: None,
+            category: None,
         };
         match catalog::create(store, DEFAULT_TENANT_ID, &new, None, now).await {
             Ok(_) => report.products_created += 1,
