@@ -1,4 +1,5 @@
-//! Catalog tests (products and their tags, vendor and category, stock, showcase, import).
+//! Catalog tests (products and their tags, vendor and category, stock, showcase, import,
+//! the order path's read of the catalog).
 
 use std::process::Stdio;
 
@@ -25,6 +26,7 @@ backend_tests!(
     products_carry_tags_vendor_and_category,
     bad_product_attributes_are_refused_with_their_field,
     catalog_import_reads_tags_vendor_and_category_and_old_files,
+    the_order_read_carries_customer_tags_and_product_attributes,
 );
 
 async fn call(
@@ -1507,4 +1509,89 @@ async fn catalog_import_reads_tags_vendor_and_category_and_old_files(backend: Ba
         "{stderr}"
     );
     assert!(!admin_products(&app, &token).await.contains_key("GOOD"));
+}
+
+async fn the_order_read_carries_customer_tags_and_product_attributes(backend: Backend) {
+    use orderhost::{
+        catalog::lookup::LineRef, orders::reader::ReadRequest, store::DEFAULT_TENANT_ID,
+    };
+
+    // Arrange: a tagged customer and an untagged one; a product with attributes, and one
+    // written as rows were before the attributes existed.
+    let app = spawn_app(backend).await;
+    let token = admin(&app, None).await;
+    let mut body = product("MUG", 1250, "EUR", 5);
+    body["tags"] = json!(["sale", "b2b"]);
+    body["vendor"] = json!("Acme");
+    body["category"] = json!("Kitchen");
+    create(&app, &token, body).await;
+    let (_, plain_stock) = app.seed_product(None, "PLAIN", 100, 5).await;
+    let tagged = json_ok(
+        app.register("vip@example.com", None).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let untagged = json_ok(
+        app.register("new@example.com", None).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            "/users/vip@example.com",
+            &token,
+            Some(json!({ "tags": ["Wholesale", "b2b-gold"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // Act: both customers' reads at once, as the order path makes them.
+    let read = |user: &Value| ReadRequest {
+        user_id: user["id"].as_str().unwrap().to_owned(),
+        tenant_id: DEFAULT_TENANT_ID.to_owned(),
+        refs: vec![
+            LineRef::Sku("MUG".to_owned()),
+            LineRef::Stock(plain_stock.clone()),
+        ],
+    };
+    let reader = &app.state.order_reader;
+    let (first, second) = tokio::join!(reader.read(read(&tagged)), reader.read(read(&untagged)));
+    let (customer, lines) = first.expect("the tagged customer's read");
+    let (other, other_lines) = second.expect("the untagged customer's read");
+
+    // Assert
+    assert_eq!(customer.tags, ["b2b-gold", "wholesale"]);
+    assert!(other.tags.is_empty());
+    let mug = lines[0].as_ref().expect("MUG is found");
+    assert_eq!(
+        (&mug.tags, mug.vendor.as_deref(), mug.category.as_deref()),
+        (
+            &vec!["b2b".to_owned(), "sale".to_owned()],
+            Some("Acme"),
+            Some("Kitchen")
+        )
+    );
+    let plain = lines[1].as_ref().expect("PLAIN is found");
+    assert_eq!(
+        (&plain.tags, &plain.vendor, &plain.category),
+        (&Vec::<String>::new(), &None, &None)
+    );
+    assert_eq!(other_lines, lines);
+
+    // The order path itself still accepts and confirms an order of them.
+    let (client, _) = app.login_as("vip@example.com", None).await;
+    let order = client
+        .post(app.url("/order"))
+        .header(reqwest::header::ORIGIN, app.origin())
+        .json(&json!({ "lines": [{ "sku": "MUG", "quantity": 1 },
+                                 { "stockId": plain_stock, "quantity": 1 }] }))
+        .send()
+        .await
+        .unwrap();
+    let order = json_ok(order, StatusCode::ACCEPTED).await;
+    assert_eq!(order["total"], 1350);
 }
