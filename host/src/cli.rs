@@ -1,6 +1,6 @@
 //! The command line: `serve` (`--demo`), `worker`, `migrate`, `demo`, `user create`,
-//! `tenant create`, `catalog import`, `backup`, `restore`, `queue resync`, `history
-//! preload` (in [`history`]), and the operator plane against a running server
+//! `user tag`, `tenant create`, `catalog import`, `backup`, `restore`, `queue resync`,
+//! `history preload` (in [`history`]), and the operator plane against a running server
 //! (`component`, `bind`, `rollback`, `bindings` in [`ops`]; `queue dead` in [`queue`]).
 //! Every option of the local commands has an environment variable and a default, so
 //! `orderhost serve` needs nothing. Long local work shows its progress on a terminal
@@ -23,6 +23,7 @@ use crate::{
     clock::{Clock, SystemClock},
     config::{Config, Environment, LogConfig, StoreConfig},
     store::Store,
+    tags::Tags,
     tenants, users,
 };
 
@@ -148,6 +149,9 @@ pub enum UserCommand {
     /// Create a user, e.g. the first operator. The password is read from
     /// `ORDERHOST_USER_PASSWORD` or, when that is unset, from the first line of stdin.
     Create(CreateUser),
+    /// Set, add or remove a user's customer tags (what the tenant's rules read), or clear
+    /// them; prints the tags the user has afterwards.
+    Tag(TagUser),
 }
 
 /// Arguments of `user create`.
@@ -168,6 +172,39 @@ pub struct CreateUser {
     /// Make the user a VIP.
     #[arg(long, env = "ORDERHOST_USER_VIP", default_value_t = false)]
     pub vip: bool,
+}
+
+/// Arguments of `user tag`: `--set` or `--clear`, or any of `--add` and `--remove`
+/// (removals apply after additions). Tags follow the API's rule: trimmed, lower-cased,
+/// 1–64 characters of `a-z 0-9 - _ . :`, at most 32 distinct.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["set", "add", "remove", "clear"])
+))]
+pub struct TagUser {
+    /// Database settings.
+    #[command(flatten)]
+    pub store: StoreConfig,
+    /// Email of the user.
+    pub email: String,
+    /// Tenant slug.
+    #[arg(long, env = "ORDERHOST_USER_TENANT", default_value = crate::store::DEFAULT_TENANT_SLUG)]
+    pub tenant: String,
+    /// Replace the user's tags by these (comma-separated: `--set wholesale,b2b-gold`).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["add", "remove", "clear"])]
+    pub set: Option<Vec<String>>,
+    /// Add these tags (comma-separated, or the flag repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub add: Vec<String>,
+    /// Remove these tags (comma-separated, or the flag repeated).
+    #[arg(long, value_delimiter = ',')]
+    pub remove: Vec<String>,
+    /// Remove every tag.
+    #[arg(long, default_value_t = false, conflicts_with_all = ["add", "remove"])]
+    pub clear: bool,
 }
 
 /// Tenant commands.
@@ -298,6 +335,7 @@ pub async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::User(UserCommand::Create(args)) => create_user(args).await,
+        Command::User(UserCommand::Tag(args)) => tag_user(args).await,
         Command::Catalog(CatalogCommand::Import(args)) => crate::catalog::import::run(args).await,
         Command::Component(_)
         | Command::Bind(_)
@@ -343,6 +381,7 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
             role: args.role,
             vip: true,
             name: None,
+            tags: None,
         };
         users::update(&store, &tenant_id, email.as_str(), &change, now).await?;
     }
@@ -352,5 +391,52 @@ async fn create_user(args: CreateUser) -> anyhow::Result<()> {
         user.tenant_slug,
         args.role.as_str()
     );
+    Ok(())
+}
+
+async fn tag_user(args: TagUser) -> anyhow::Result<()> {
+    // Every tag is checked before the database is opened.
+    let set = args
+        .set
+        .as_deref()
+        .map(|raw| Tags::parse("--set", raw))
+        .transpose()?;
+    let add = Tags::parse("--add", &args.add)?;
+    let remove = Tags::parse("--remove", &args.remove)?;
+    let email = users::Email::parse(&args.email)?;
+    let store = Store::open(&args.store, std::time::Duration::ZERO).await?;
+    let tenant_id = tenants::resolve(&store, Some(&args.tenant)).await?;
+    let clear = args.clear;
+    let edit = move |current: Tags| match set {
+        Some(tags) => Ok(tags),
+        None if clear => Ok(Tags::default()),
+        None => Ok(current.with("--add", &add)?.without(&remove)),
+    };
+    let tagged = users::retag(
+        &store,
+        &tenant_id,
+        email.as_str(),
+        edit,
+        SystemClock.now_ms(),
+    )
+    .await;
+    store.close().await;
+    let tags = match tagged {
+        Ok(tags) => tags,
+        Err(users::RetagError::NotFound) => {
+            anyhow::bail!("no user {} in tenant {}", email.as_str(), args.tenant)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if tags.as_slice().is_empty() {
+        println!("user {} in tenant {}: no tags", email.as_str(), args.tenant);
+    } else {
+        println!(
+            "user {} in tenant {}: tags {}",
+            email.as_str(),
+            args.tenant,
+            tags.as_slice().join(", ")
+        );
+    }
     Ok(())
 }

@@ -164,6 +164,9 @@ pub async fn seed(store: &Store, environment: Environment) -> Result<SeedReport,
             },
             active: true,
             initial_stock: product.stock,
+            tags: crate::tags::Tags::default(),
+            vendor: None,
+            category: None,
         };
         match catalog::create(store, DEFAULT_TENANT_ID, &new, None, now).await {
             Ok(_) => report.products_created += 1,
@@ -204,6 +207,7 @@ pub async fn seed(store: &Store, environment: Environment) -> Result<SeedReport,
                 role: user.role,
                 vip: true,
                 name: None,
+                tags: None,
             };
             users::update(store, DEFAULT_TENANT_ID, email.as_str(), &change, now)
                 .await

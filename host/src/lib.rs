@@ -20,6 +20,7 @@ pub mod queue;
 pub mod registry;
 pub mod state;
 pub mod store;
+pub mod tags;
 pub mod tenants;
 pub mod text;
 pub mod users;

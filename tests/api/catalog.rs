@@ -1,4 +1,5 @@
-//! Catalog tests (products, stock, showcase, import).
+//! Catalog tests (products and their tags, vendor and category, stock, showcase, import,
+//! the order path's read of the catalog).
 
 use std::process::Stdio;
 
@@ -22,6 +23,10 @@ backend_tests!(
     showcase_filters_paginates_and_formats_prices,
     catalog_import_is_idempotent_by_sku,
     catalog_import_of_a_bad_file_writes_nothing,
+    products_carry_tags_vendor_and_category,
+    bad_product_attributes_are_refused_with_their_field,
+    catalog_import_reads_tags_vendor_and_category_and_old_files,
+    the_order_read_carries_customer_tags_and_product_attributes,
 );
 
 async fn call(
@@ -1170,4 +1175,423 @@ async fn catalog_import_of_a_bad_file_writes_nothing(backend: Backend) {
     let output = import(&app, &other, &[]).await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains(".csv or .json"));
+}
+
+/// The tenant's products as its admin lists them (attributes included), by sku.
+async fn admin_products(app: &TestApp, token: &str) -> std::collections::BTreeMap<String, Value> {
+    let page = json_ok(
+        call(app, Method::GET, "/products?perPage=100", token, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| (p["sku"].as_str().expect("sku").to_owned(), p.clone()))
+        .collect()
+}
+
+/// (tags, vendor, category) of a product view.
+fn attributes(view: &Value) -> (Value, Value, Value) {
+    (
+        view["tags"].clone(),
+        view["vendor"].clone(),
+        view["category"].clone(),
+    )
+}
+
+async fn products_carry_tags_vendor_and_category(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let token = admin(&app, None).await;
+
+    // Act: one product with attributes (as a client might write them), one without.
+    let mut body = product("MUG", 1250, "EUR", 5);
+    body["tags"] = json!(["Sale", " new ", "sale", "eu:de"]);
+    body["vendor"] = json!("  Acme Ceramics ");
+    body["category"] = json!("Kitchen / Mugs");
+    let mug = create(&app, &token, body).await;
+    let plain = create(&app, &token, product("PLAIN", 100, "EUR", 0)).await;
+
+    // Assert: normalized tags, trimmed vendor and category; none on the other.
+    assert_eq!(
+        attributes(&mug),
+        (
+            json!(["eu:de", "new", "sale"]),
+            json!("Acme Ceramics"),
+            json!("Kitchen / Mugs")
+        )
+    );
+    assert_eq!(attributes(&plain), (json!([]), Value::Null, Value::Null));
+    let path = format!("/products/{}", mug["id"].as_str().unwrap());
+    let got = json_ok(
+        call(&app, Method::GET, &path, &token, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(attributes(&got), attributes(&mug));
+    let listed = admin_products(&app, &token).await;
+    assert_eq!(attributes(&listed["MUG"]), attributes(&mug));
+    assert_eq!(attributes(&listed["PLAIN"]), attributes(&plain));
+
+    // Act + Assert: PATCH replaces the tags and leaves what it does not name.
+    let patched = json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "tags": ["Clearance"], "vendor": "Acme" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        attributes(&patched),
+        (json!(["clearance"]), json!("Acme"), json!("Kitchen / Mugs"))
+    );
+    // Other changes keep the attributes.
+    let priced = json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "unitPrice": 1300 })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(attributes(&priced), attributes(&patched));
+    // `[]` and `""` remove them.
+    let cleared = json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "tags": [], "vendor": "", "category": "  " })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(attributes(&cleared), (json!([]), Value::Null, Value::Null));
+    // And set them again from nothing, at the limits.
+    let most: Vec<String> = (0..32).map(|i| format!("t{i:02}")).collect();
+    let full = json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ "tags": most, "vendor": "v".repeat(128), "category": "Tea" })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        attributes(&full),
+        (json!(most), json!("v".repeat(128)), json!("Tea"))
+    );
+}
+
+async fn bad_product_attributes_are_refused_with_their_field(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let token = admin(&app, None).await;
+    let mut body = product("KEPT", 100, "EUR", 0);
+    body["tags"] = json!(["kept"]);
+    body["vendor"] = json!("Kept vendor");
+    let kept = create(&app, &token, body).await;
+    let path = format!("/products/{}", kept["id"].as_str().unwrap());
+
+    // Act + Assert: on create and on update, 422 VALIDATION_FAILED naming the field.
+    let too_many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+    for (field, value, problem) in [
+        ("tags", json!(too_many), "33 distinct tags; at most 32"),
+        ("tags", json!(["x".repeat(65)]), "tag 1 has 65 characters"),
+        (
+            "tags",
+            json!(["ok", "big sale"]),
+            "tag 2 (\"big sale\") holds ' '",
+        ),
+        ("tags", json!(["50%"]), "holds '%'"),
+        ("tags", json!([""]), "tag 1 has 0 characters"),
+        ("vendor", json!("v".repeat(129)), "1-128 characters"),
+        ("category", json!("c".repeat(129)), "1-128 characters"),
+        ("category", json!("two\nlines"), "control character"),
+        ("vendor", json!("tab\there"), "control character"),
+    ] {
+        let mut create_body = product("NEW", 100, "EUR", 0);
+        create_body[field] = value.clone();
+        let patch_body = json!({ field: value });
+        for (method, path, body) in [
+            (Method::POST, "/products", create_body),
+            (Method::PATCH, path.as_str(), patch_body),
+        ] {
+            let response = call(&app, method.clone(), path, &token, Some(body)).await;
+            let error = assert_error(
+                response,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "VALIDATION_FAILED",
+            )
+            .await;
+            assert_eq!(
+                error["error"]["details"]["field"], field,
+                "{method} {error}"
+            );
+            let said = error["error"]["details"]["problem"].as_str().unwrap();
+            assert!(
+                said.contains(problem),
+                "{method}: {problem:?} not in {said:?}"
+            );
+        }
+    }
+    // Wrong shapes are the body's error.
+    for (field, value) in [
+        ("tags", json!("sale")),
+        ("tags", json!([7])),
+        ("vendor", json!(["Acme"])),
+        ("category", json!(3)),
+    ] {
+        let mut create_body = product("NEW", 100, "EUR", 0);
+        create_body[field] = value.clone();
+        let response = call(&app, Method::POST, "/products", &token, Some(create_body)).await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+        let response = call(
+            &app,
+            Method::PATCH,
+            &path,
+            &token,
+            Some(json!({ field: value })),
+        )
+        .await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    }
+
+    // Nothing of the refused requests was written.
+    let listed = admin_products(&app, &token).await;
+    assert_eq!(listed.keys().collect::<Vec<_>>(), ["KEPT"]);
+    assert_eq!(
+        attributes(&listed["KEPT"]),
+        (json!(["kept"]), json!("Kept vendor"), Value::Null)
+    );
+}
+
+async fn catalog_import_reads_tags_vendor_and_category_and_old_files(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let token = admin(&app, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("products.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,unit_price,currency,stock,tags,vendor,category\n\
+         MUG,Mug,1250,EUR,10,Sale|New| sale ,Acme Ceramics,Kitchen\n\
+         CUP,Cup,300,EUR,4,,,\n\
+         \"PLATE\",Plate,500,EUR,1,\"b2b|eu:de\",\"Plates, Inc.\",\n",
+    )
+    .unwrap();
+
+    // Act
+    let first = stdout(&import(&app, &csv, &[]).await);
+
+    // Assert
+    assert!(first.contains("3 created, 0 updated"), "{first}");
+    let listed = admin_products(&app, &token).await;
+    assert_eq!(
+        attributes(&listed["MUG"]),
+        (
+            json!(["new", "sale"]),
+            json!("Acme Ceramics"),
+            json!("Kitchen")
+        )
+    );
+    assert_eq!(
+        attributes(&listed["CUP"]),
+        (json!([]), Value::Null, Value::Null)
+    );
+    assert_eq!(
+        attributes(&listed["PLATE"]),
+        (json!(["b2b", "eu:de"]), json!("Plates, Inc."), Value::Null)
+    );
+
+    // Act: an old-format file (no attribute columns) updates the same skus and adds one.
+    std::fs::write(
+        &csv,
+        "sku,name,unit_price,currency,stock,description,active\n\
+         MUG,Mug XL,1400,EUR,99,,\n\
+         OLD,Old style,100,EUR,2,,true\n",
+    )
+    .unwrap();
+    let second = stdout(&import(&app, &csv, &[]).await);
+
+    // Assert: the attributes it does not name are kept; the new sku has none.
+    assert!(second.contains("1 created, 1 updated"), "{second}");
+    let listed = admin_products(&app, &token).await;
+    assert_eq!(listed["MUG"]["name"], "Mug XL");
+    assert_eq!(
+        attributes(&listed["MUG"]),
+        (
+            json!(["new", "sale"]),
+            json!("Acme Ceramics"),
+            json!("Kitchen")
+        )
+    );
+    assert_eq!(
+        attributes(&listed["OLD"]),
+        (json!([]), Value::Null, Value::Null)
+    );
+
+    // Act: JSON replaces the tags, removes a vendor with "", keeps a category on null.
+    let json_file = dir.path().join("products.json");
+    std::fs::write(
+        &json_file,
+        r#"[{"sku": "MUG", "name": "Mug", "unitPrice": 1250, "currency": "EUR",
+             "tags": ["Clearance"], "vendor": "", "category": null},
+            {"sku": "TEA", "name": "Tea", "unitPrice": 5, "currency": "EUR",
+             "tags": ["b2b"], "vendor": "Leaf & Co", "category": "Tea"}]"#,
+    )
+    .unwrap();
+    let third = stdout(&import(&app, &json_file, &[]).await);
+
+    // Assert
+    assert!(third.contains("1 created, 1 updated"), "{third}");
+    let listed = admin_products(&app, &token).await;
+    assert_eq!(
+        attributes(&listed["MUG"]),
+        (json!(["clearance"]), Value::Null, json!("Kitchen"))
+    );
+    assert_eq!(
+        attributes(&listed["TEA"]),
+        (json!(["b2b"]), json!("Leaf & Co"), json!("Tea"))
+    );
+
+    // A bad tag, too many tags or too long a vendor stop the whole file.
+    let many = (0..33)
+        .map(|i| format!("t{i}"))
+        .collect::<Vec<_>>()
+        .join("|");
+    std::fs::write(
+        &csv,
+        format!(
+            "sku,name,unit_price,currency,tags,vendor\n\
+             GOOD,Good,100,EUR,fine,\n\
+             BAD1,Bad,100,EUR,big sale,\n\
+             BAD2,Bad,100,EUR,{many},\n\
+             BAD3,Bad,100,EUR,,{}\n",
+            "v".repeat(129)
+        ),
+    )
+    .unwrap();
+    let output = import(&app, &csv, &[]).await;
+    assert_ne!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("3 problem(s), nothing imported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3, field tags: tag 1 (\"big sale\") holds ' '"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 4, field tags: 33 distinct tags; at most 32"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 5, field vendor: 1-128 characters"),
+        "{stderr}"
+    );
+    assert!(!admin_products(&app, &token).await.contains_key("GOOD"));
+}
+
+async fn the_order_read_carries_customer_tags_and_product_attributes(backend: Backend) {
+    use orderhost::{
+        catalog::lookup::LineRef, orders::reader::ReadRequest, store::DEFAULT_TENANT_ID,
+    };
+
+    // Arrange: a tagged customer and an untagged one; a product with attributes, and one
+    // written as rows were before the attributes existed.
+    let app = spawn_app(backend).await;
+    let token = admin(&app, None).await;
+    let mut body = product("MUG", 1250, "EUR", 5);
+    body["tags"] = json!(["sale", "b2b"]);
+    body["vendor"] = json!("Acme");
+    body["category"] = json!("Kitchen");
+    create(&app, &token, body).await;
+    let (_, plain_stock) = app.seed_product(None, "PLAIN", 100, 5).await;
+    let tagged = json_ok(
+        app.register("vip@example.com", None).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let untagged = json_ok(
+        app.register("new@example.com", None).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    json_ok(
+        call(
+            &app,
+            Method::PATCH,
+            "/users/vip@example.com",
+            &token,
+            Some(json!({ "tags": ["Wholesale", "b2b-gold"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // Act: both customers' reads at once, as the order path makes them.
+    let read = |user: &Value| ReadRequest {
+        user_id: user["id"].as_str().unwrap().to_owned(),
+        tenant_id: DEFAULT_TENANT_ID.to_owned(),
+        refs: vec![
+            LineRef::Sku("MUG".to_owned()),
+            LineRef::Stock(plain_stock.clone()),
+        ],
+    };
+    let reader = &app.state.order_reader;
+    let (first, second) = tokio::join!(reader.read(read(&tagged)), reader.read(read(&untagged)));
+    let (customer, lines) = first.expect("the tagged customer's read");
+    let (other, other_lines) = second.expect("the untagged customer's read");
+
+    // Assert
+    assert_eq!(customer.tags, ["b2b-gold", "wholesale"]);
+    assert!(other.tags.is_empty());
+    let mug = lines[0].as_ref().expect("MUG is found");
+    assert_eq!(
+        (&mug.tags, mug.vendor.as_deref(), mug.category.as_deref()),
+        (
+            &vec!["b2b".to_owned(), "sale".to_owned()],
+            Some("Acme"),
+            Some("Kitchen")
+        )
+    );
+    let plain = lines[1].as_ref().expect("PLAIN is found");
+    assert_eq!(
+        (&plain.tags, &plain.vendor, &plain.category),
+        (&Vec::<String>::new(), &None, &None)
+    );
+    assert_eq!(other_lines, lines);
+
+    // The order path itself still accepts and confirms an order of them.
+    let (client, _) = app.login_as("vip@example.com", None).await;
+    let order = client
+        .post(app.url("/order"))
+        .header(reqwest::header::ORIGIN, app.origin())
+        .json(&json!({ "lines": [{ "sku": "MUG", "quantity": 1 },
+                                 { "stockId": plain_stock, "quantity": 1 }] }))
+        .send()
+        .await
+        .unwrap();
+    let order = json_ok(order, StatusCode::ACCEPTED).await;
+    assert_eq!(order["total"], 1350);
 }

@@ -1,14 +1,21 @@
-//! The binary itself: production start-up refusals and the `user create` bootstrap.
+//! The binary itself: production start-up refusals, the `user create` bootstrap and
+//! `user tag`.
 
 use std::{
     io::Write as _,
     process::{Command, Stdio},
 };
 
+use orderhost::auth::Role;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, json_ok, new_client};
+use crate::{
+    backend_tests,
+    helpers::{Backend, PASSWORD, TestApp, json_ok, new_client, spawn_app},
+};
+
+backend_tests!(user_tag_sets_adds_removes_and_clears_tags);
 
 const BIN: &str = env!("CARGO_BIN_EXE_orderhost-under-test");
 
@@ -406,4 +413,192 @@ async fn one_orders_log_lines_carry_its_request_id() {
     assert_eq!(logged["orderId"], order["id"]);
     assert_eq!(logged["hooks"].as_array().unwrap().len(), 3);
     assert_eq!(logged["quote"]["total"], order["total"]);
+}
+
+/// Runs `orderhost user tag <args>` on the database of the running `app`.
+async fn user_tag(app: &TestApp, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.state.config.store.database_url)
+        .env("ORDERHOST_LOG_DIR", "")
+        .env("ORDERHOST_LOG", "warn")
+        .args(["user", "tag"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+/// The stdout of a successful run.
+fn succeeded(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "user tag failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The stderr of a refused run, which must exit with `code`.
+fn refused(output: &std::process::Output, code: i32) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    stderr
+}
+
+async fn user_tag_sets_adds_removes_and_clears_tags(backend: Backend) {
+    // Arrange: ann in the shop tenant, and another ann in the default tenant.
+    let app = spawn_app(backend).await;
+    app.tenant("shop").await;
+    let admin = app
+        .user_with_role("boss@shop.example", Role::Admin, Some("shop"))
+        .await;
+    let default_admin = app
+        .user_with_role("boss@default.example", Role::Admin, None)
+        .await;
+    app.register("ann@example.com", Some("shop")).await;
+    app.register("ann@example.com", None).await;
+    let api_tags = |token: String| {
+        let url = app.url("/users/ann@example.com");
+        async move {
+            let view = json_ok(
+                new_client()
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap(),
+                StatusCode::OK,
+            )
+            .await;
+            view["tags"].clone()
+        }
+    };
+
+    // Act + Assert: --set replaces, normalized like the API does.
+    let set = succeeded(
+        &user_tag(
+            &app,
+            &[
+                "ANN@example.com",
+                "--tenant",
+                "shop",
+                "--set",
+                " Wholesale,b2b-gold,wholesale",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(
+        set.trim(),
+        "user ann@example.com in tenant shop: tags b2b-gold, wholesale"
+    );
+    assert_eq!(
+        api_tags(admin.clone()).await,
+        json!(["b2b-gold", "wholesale"])
+    );
+    assert_eq!(api_tags(default_admin.clone()).await, json!([]));
+
+    // --add and --remove together (comma lists or repeated flags); removals apply last.
+    let edited = succeeded(
+        &user_tag(
+            &app,
+            &[
+                "ann@example.com",
+                "--tenant",
+                "shop",
+                "--add",
+                "vip-2024,eu:de",
+                "--add",
+                "Gone",
+                "--remove",
+                "b2b-gold,gone",
+            ],
+        )
+        .await,
+    );
+    assert!(
+        edited.contains("tags eu:de, vip-2024, wholesale"),
+        "{edited}"
+    );
+    assert_eq!(
+        api_tags(admin.clone()).await,
+        json!(["eu:de", "vip-2024", "wholesale"])
+    );
+
+    // Refusals change nothing: a bad tag, too many tags, an unknown user or tenant.
+    let bad = refused(
+        &user_tag(
+            &app,
+            &["ann@example.com", "--tenant", "shop", "--set", "ok,bad tag"],
+        )
+        .await,
+        1,
+    );
+    assert!(
+        bad.contains("--set: tag 2 (\"bad tag\") holds ' '"),
+        "{bad}"
+    );
+    let many: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+    let too_many = refused(
+        &user_tag(
+            &app,
+            &[
+                "ann@example.com",
+                "--tenant",
+                "shop",
+                "--add",
+                &many.join(","),
+            ],
+        )
+        .await,
+        1,
+    );
+    assert!(
+        too_many.contains("--add: 33 distinct tags; at most 32"),
+        "{too_many}"
+    );
+    let nobody = refused(
+        &user_tag(
+            &app,
+            &["nobody@example.com", "--tenant", "shop", "--set", "x"],
+        )
+        .await,
+        1,
+    );
+    assert!(
+        nobody.contains("no user nobody@example.com in tenant shop"),
+        "{nobody}"
+    );
+    let nowhere = refused(
+        &user_tag(&app, &["ann@example.com", "--tenant", "nowhere", "--clear"]).await,
+        1,
+    );
+    assert!(nowhere.contains("nowhere"), "{nowhere}");
+    assert_eq!(
+        api_tags(admin.clone()).await,
+        json!(["eu:de", "vip-2024", "wholesale"])
+    );
+    // Usage errors (clap, exit 2): no change named, or --set beside --add.
+    refused(&user_tag(&app, &["ann@example.com"]).await, 2);
+    refused(
+        &user_tag(&app, &["ann@example.com", "--set", "a", "--add", "b"]).await,
+        2,
+    );
+    refused(
+        &user_tag(&app, &["ann@example.com", "--clear", "--remove", "b"]).await,
+        2,
+    );
+
+    // --clear removes them all; the default tenant's ann was never touched.
+    let cleared =
+        succeeded(&user_tag(&app, &["ann@example.com", "--tenant", "shop", "--clear"]).await);
+    assert_eq!(
+        cleared.trim(),
+        "user ann@example.com in tenant shop: no tags"
+    );
+    assert_eq!(api_tags(admin.clone()).await, json!([]));
+    assert_eq!(api_tags(default_admin).await, json!([]));
 }

@@ -42,6 +42,7 @@ async fn customer(app: &TestApp, email: &str, vip: bool) -> String {
                 role: orderhost::auth::Role::Customer,
                 vip: true,
                 name: None,
+                tags: None,
             },
             0,
         )

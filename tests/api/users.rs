@@ -1,4 +1,5 @@
-//! The users admin API: role checks, VIP promotion, cross-tenant isolation, tenants.
+//! The users admin API: role checks, VIP promotion, customer tags, cross-tenant isolation,
+//! tenants.
 
 use orderhost::auth::Role;
 use reqwest::StatusCode;
@@ -15,6 +16,9 @@ backend_tests!(
     admins_never_reach_another_tenant,
     operators_manage_tenants_and_any_tenant_users,
     deleting_a_user_ends_its_sessions,
+    admins_set_replace_and_clear_customer_tags,
+    bad_customer_tags_are_refused_with_their_field,
+    only_the_customers_tenant_tags_it,
 );
 
 async fn call(
@@ -392,4 +396,349 @@ async fn deleting_a_user_ends_its_sessions(backend: Backend) {
     assert_eq!(refresh.status(), StatusCode::UNAUTHORIZED);
     let profile = client.get(app.url("/auth/profile")).send().await.unwrap();
     assert_error(profile, StatusCode::UNAUTHORIZED, "UNAUTHENTICATED").await;
+}
+
+/// The `tags` of a JSON view.
+fn tags(view: &Value) -> Vec<&str> {
+    view["tags"]
+        .as_array()
+        .unwrap_or_else(|| panic!("tags in {view}"))
+        .iter()
+        .map(|t| t.as_str().expect("a tag is a string"))
+        .collect()
+}
+
+async fn admins_set_replace_and_clear_customer_tags(backend: Backend) {
+    // Arrange: a customer with a name and the VIP flag, no tags yet.
+    let app = spawn_app(backend).await;
+    let admin = app
+        .user_with_role("boss@example.com", Role::Admin, None)
+        .await;
+    app.post(
+        "/auth/register",
+        &json!({ "email": "buyer@example.com", "password": crate::helpers::PASSWORD, "name": "Bea" }),
+    )
+    .await;
+    let before = json_ok(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/users/buyer@example.com/promote-vip",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(before["tags"], json!([]), "a new user has no tags");
+
+    // Act: set tags as clients write them.
+    let tagged = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": ["  Wholesale ", "b2b-gold", "WHOLESALE", "eu:de", "v1.2_x"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+
+    // Assert: trimmed, lower-cased, deduplicated, sorted; nothing else changed.
+    assert_eq!(tags(&tagged), ["b2b-gold", "eu:de", "v1.2_x", "wholesale"]);
+    assert_eq!(
+        (&tagged["role"], &tagged["vip"], &tagged["name"]),
+        (&json!("customer"), &json!(true), &json!("Bea"))
+    );
+    let got = json_ok(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/users/buyer@example.com",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&got), ["b2b-gold", "eu:de", "v1.2_x", "wholesale"]);
+    let page = json_ok(
+        call(&app, reqwest::Method::GET, "/users", &admin, None).await,
+        StatusCode::OK,
+    )
+    .await;
+    let listed = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["email"] == "buyer@example.com")
+        .expect("listed");
+    assert_eq!(tags(listed), ["b2b-gold", "eu:de", "v1.2_x", "wholesale"]);
+    assert_eq!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["email"] == "boss@example.com")
+            .expect("the admin is listed")["tags"],
+        json!([])
+    );
+    // The customer sees its own tags in its profile.
+    let (client, _) = app.login_as("buyer@example.com", None).await;
+    let profile = json_ok(
+        client.get(app.url("/auth/profile")).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&profile), ["b2b-gold", "eu:de", "v1.2_x", "wholesale"]);
+
+    // A change of something else keeps the tags, through PATCH and through the VIP routes.
+    let renamed = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "name": "Beatrice", "vip": false })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(renamed["tags"], tagged["tags"]);
+    let promoted = json_ok(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/users/buyer@example.com/promote-vip",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(promoted["tags"], tagged["tags"]);
+
+    // Act + Assert: a new list replaces the old one; `[]` clears it.
+    let replaced = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": ["retail"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&replaced), ["retail"]);
+    let cleared = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": [] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(cleared["tags"], json!([]));
+    // 32 distinct tags are the most, and reach the limit exactly.
+    let most: Vec<String> = (0..32).map(|i| format!("t{i:02}")).collect();
+    let full = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": most })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&full), most);
+    let longest = "x".repeat(64);
+    let long = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": [longest] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&long), [longest.as_str()]);
+}
+
+async fn bad_customer_tags_are_refused_with_their_field(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let admin = app
+        .user_with_role("boss@example.com", Role::Admin, None)
+        .await;
+    app.register("buyer@example.com", None).await;
+    let set = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": ["kept"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&set), ["kept"]);
+
+    // Act + Assert: each refused with 422 VALIDATION_FAILED naming `tags` and the problem.
+    let too_many: Vec<String> = (0..33).map(|i| format!("t{i}")).collect();
+    for (value, problem) in [
+        (json!(too_many), "33 distinct tags; at most 32"),
+        (json!(["ok", "x".repeat(65)]), "tag 2 has 65 characters"),
+        (json!(["b2b gold"]), "tag 1 (\"b2b gold\") holds ' '"),
+        (json!(["vip!"]), "holds '!'"),
+        (json!(["caf\u{e9}"]), "holds '\u{e9}'"),
+        (json!(["a/b"]), "holds '/'"),
+        (json!(["  "]), "tag 1 has 0 characters"),
+        (json!(["zero\u{200b}width"]), "invisible"),
+    ] {
+        let response = call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": value })),
+        )
+        .await;
+        let body = assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "VALIDATION_FAILED",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["field"], "tags", "{body}");
+        let said = body["error"]["details"]["problem"].as_str().unwrap();
+        assert!(said.contains(problem), "{problem:?} not in {said:?}");
+    }
+    // Not a list of strings: the body's shape is wrong.
+    for value in [json!("wholesale"), json!([1]), json!({ "a": 1 })] {
+        let response = call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/buyer@example.com",
+            &admin,
+            Some(json!({ "tags": value })),
+        )
+        .await;
+        assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_BODY").await;
+    }
+    // A bad tag next to a good change refuses the whole request.
+    let mixed = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/users/buyer@example.com",
+        &admin,
+        Some(json!({ "vip": true, "tags": ["no way"] })),
+    )
+    .await;
+    assert_error(mixed, StatusCode::UNPROCESSABLE_ENTITY, "VALIDATION_FAILED").await;
+
+    // Nothing of the refused requests was written.
+    let after = json_ok(
+        call(
+            &app,
+            reqwest::Method::GET,
+            "/users/buyer@example.com",
+            &admin,
+            None,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!((tags(&after), &after["vip"]), (vec!["kept"], &json!(false)));
+}
+
+async fn only_the_customers_tenant_tags_it(backend: Backend) {
+    // Arrange: a customer of south, an admin of north, a south customer, an operator.
+    let app = spawn_app(backend).await;
+    app.tenant("north").await;
+    app.tenant("south").await;
+    let north_admin = app
+        .user_with_role("admin@north.example", Role::Admin, Some("north"))
+        .await;
+    let operator = app
+        .user_with_role("ops@example.com", Role::Operator, None)
+        .await;
+    app.register("victim@example.com", Some("south")).await;
+    app.register("peer@example.com", Some("south")).await;
+    let (_, customer) = app.login_as("peer@example.com", Some("south")).await;
+    let body = json!({ "tags": ["blocked"] });
+
+    // Act + Assert: north's admin finds no such user, with or without naming south.
+    let direct = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/users/victim@example.com",
+        &north_admin,
+        Some(body.clone()),
+    )
+    .await;
+    assert_error(direct, StatusCode::NOT_FOUND, "USER_NOT_FOUND").await;
+    let named = call(
+        &app,
+        reqwest::Method::PATCH,
+        "/users/victim@example.com?tenant=south",
+        &north_admin,
+        Some(body.clone()),
+    )
+    .await;
+    assert_error(named, StatusCode::NOT_FOUND, "TENANT_NOT_FOUND").await;
+    // A customer of the same tenant may not tag anyone, itself included.
+    for email in ["victim@example.com", "peer@example.com"] {
+        let response = call(
+            &app,
+            reqwest::Method::PATCH,
+            &format!("/users/{email}"),
+            &customer,
+            Some(body.clone()),
+        )
+        .await;
+        assert_error(response, StatusCode::FORBIDDEN, "FORBIDDEN").await;
+    }
+    let (client, _) = app.login_as("victim@example.com", Some("south")).await;
+    let profile = json_ok(
+        client.get(app.url("/auth/profile")).send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(profile["tags"], json!([]));
+
+    // An operator tags south's customer by naming the tenant.
+    let tagged = json_ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            "/users/victim@example.com?tenant=south",
+            &operator,
+            Some(json!({ "tags": ["Reviewed"] })),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(tags(&tagged), ["reviewed"]);
 }

@@ -4,8 +4,8 @@
 //! record stops the import with every problem listed by line (CSV) or record (JSON) and
 //! field. The valid file is then written in one transaction: new skus are created with
 //! their `stock` as initial stock, existing ones get their name, price, currency and, when
-//! given, description and active flag rewritten — their stock is never touched, so
-//! importing the same file twice adds nothing.
+//! given, description, active flag, tags, vendor and category rewritten — their stock is
+//! never touched, so importing the same file twice adds nothing.
 
 use std::{collections::HashMap, fmt, path::Path};
 
@@ -15,14 +15,19 @@ use serde_json::{Map, Value};
 
 use super::{
     Currency, FieldError, MinorUnits, Money, NewProduct, ProductPatch, Sku, Upsert,
-    parse_description, parse_name, parse_quantity,
+    parse_attribute, parse_description, parse_name, parse_quantity,
 };
 use crate::{
     clock::{Clock, SystemClock},
     config::StoreConfig,
     store::Store,
+    tags::Tags,
     tenants,
 };
+
+/// What separates the tags inside a CSV `tags` cell: `wholesale|b2b-gold`. Not a comma,
+/// so a cell of several tags needs no quoting.
+pub const CSV_TAG_SEPARATOR: char = '|';
 
 /// Arguments of `catalog import`.
 #[derive(Debug, Args)]
@@ -177,6 +182,9 @@ struct Fields {
     stock: Option<i64>,
     description: Option<String>,
     active: Option<bool>,
+    tags: Option<Vec<String>>,
+    vendor: Option<String>,
+    category: Option<String>,
 }
 
 impl Fields {
@@ -191,6 +199,21 @@ impl Fields {
             .as_deref()
             .map(parse_description)
             .transpose()?;
+        let tags = self
+            .tags
+            .as_deref()
+            .map(|raw| Tags::parse("tags", raw))
+            .transpose()?;
+        let vendor = self
+            .vendor
+            .as_deref()
+            .map(|raw| parse_attribute("vendor", raw))
+            .transpose()?;
+        let category = self
+            .category
+            .as_deref()
+            .map(|raw| parse_attribute("category", raw))
+            .transpose()?;
         Ok(Upsert {
             new: NewProduct {
                 sku,
@@ -203,6 +226,9 @@ impl Fields {
                 },
                 active: self.active.unwrap_or(true),
                 initial_stock: stock,
+                tags: tags.clone().unwrap_or_default(),
+                vendor: vendor.clone().flatten(),
+                category: category.clone().flatten(),
             },
             patch: ProductPatch {
                 name: Some(name),
@@ -211,6 +237,9 @@ impl Fields {
                 unit_price: Some(amount),
                 currency: Some(currency),
                 active: self.active,
+                tags,
+                vendor,
+                category,
             },
         })
     }
@@ -253,7 +282,7 @@ impl Collector {
     }
 }
 
-const CSV_COLUMNS: [&str; 7] = [
+const CSV_COLUMNS: [&str; 10] = [
     "sku",
     "name",
     "unit_price",
@@ -261,12 +290,16 @@ const CSV_COLUMNS: [&str; 7] = [
     "stock",
     "description",
     "active",
+    "tags",
+    "vendor",
+    "category",
 ];
 const CSV_REQUIRED: [&str; 4] = ["sku", "name", "unit_price", "currency"];
 
 /// CSV with a header row naming the columns (any order): `sku`, `name`, `unit_price`,
-/// `currency` required; `stock`, `description`, `active` optional. An empty optional cell
-/// is the same as a missing column.
+/// `currency` required; `stock`, `description`, `active`, `tags` (separated by
+/// [`CSV_TAG_SEPARATOR`]), `vendor`, `category` optional. An empty optional cell is the
+/// same as a missing column.
 fn parse_csv(text: &str) -> Result<Vec<Upsert>, Vec<RecordError>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
@@ -365,6 +398,13 @@ fn csv_fields<'a>(cell: &impl Fn(&str) -> Option<&'a str>) -> Result<Fields, Fie
                 )),
             })
             .transpose()?,
+        tags: cell("tags").map(|v| {
+            v.split(CSV_TAG_SEPARATOR)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }),
+        vendor: cell("vendor").map(str::to_owned),
+        category: cell("category").map(str::to_owned),
     })
 }
 
@@ -379,7 +419,7 @@ fn csv_error(location: &str, err: &csv::Error) -> RecordError {
     RecordError::new(location, "", problem)
 }
 
-const JSON_FIELDS: [&str; 7] = [
+const JSON_FIELDS: [&str; 10] = [
     "sku",
     "name",
     "unitPrice",
@@ -387,10 +427,14 @@ const JSON_FIELDS: [&str; 7] = [
     "stock",
     "description",
     "active",
+    "tags",
+    "vendor",
+    "category",
 ];
 
 /// JSON: an array of objects `{sku, name, unitPrice, currency, stock?, description?,
-/// active?}`; unknown fields are refused, `null` is the same as absent.
+/// active?, tags?, vendor?, category?}` (`tags` an array of strings); unknown fields are
+/// refused, `null` is the same as absent.
 fn parse_json(text: &str) -> Result<Vec<Upsert>, Vec<RecordError>> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
         vec![RecordError::new(
@@ -460,6 +504,19 @@ fn json_fields(location: &str, object: &Map<String, Value>) -> Result<Fields, Re
             Some(Value::Bool(b)) => Some(*b),
             Some(_) => return Err(wrong("active", "true or false")),
         },
+        tags: match get("tags") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|item| item.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| wrong("tags", "an array of strings"))?,
+            ),
+            Some(_) => return Err(wrong("tags", "an array of strings")),
+        },
+        vendor: string("vendor", false)?,
+        category: string("category", false)?,
     })
 }
 
@@ -575,13 +632,81 @@ mod tests {
             [
                 "record 2, field name: required",
                 "record 3, field unitPrice: must be an integer (amounts in minor units)",
-                "record 4, field colour: unknown field; the fields are sku, name, unitPrice, currency, stock, description, active",
+                "record 4, field colour: unknown field; the fields are sku, name, unitPrice, currency, stock, description, active, tags, vendor, category",
                 "record 5, field stock: an integer between 0 and 1000000000",
                 "record 6: not an object",
             ]
         );
         assert!(problems(parse_json("{\"sku\": 1}"))[0].contains("array"));
         assert!(problems(parse_json("[{"))[0].starts_with("line 1, column 2"));
+    }
+
+    #[test]
+    fn tags_vendor_and_category_are_optional_columns() {
+        let items = parse_csv(
+            "sku,name,unit_price,currency,tags,vendor,category\n\
+             A,Mug,100,EUR,Sale | new|sale,Acme Co, Kitchen \n\
+             B,Plate,100,EUR,,,\n",
+        )
+        .unwrap();
+        let mug = &items[0];
+        assert_eq!(mug.new.tags.as_slice(), ["new", "sale"]);
+        assert_eq!(mug.new.vendor.as_deref(), Some("Acme Co"));
+        assert_eq!(mug.patch.category, Some(Some("Kitchen".to_owned())));
+        // Empty cells leave an existing product's values alone.
+        let plate = &items[1];
+        assert!(plate.new.tags.as_slice().is_empty());
+        assert_eq!(plate.new.vendor, None);
+        assert_eq!(
+            (
+                &plate.patch.tags,
+                &plate.patch.vendor,
+                &plate.patch.category
+            ),
+            (&None, &None, &None)
+        );
+
+        let found = problems(parse_csv(&format!(
+            "sku,name,unit_price,currency,tags,vendor\n\
+             A,x,1,EUR,ok|bad tag,\n\
+             B,x,1,EUR,a||b,\n\
+             C,x,1,EUR,,{}\n",
+            "v".repeat(129)
+        )));
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("line 2, field tags: tag 2 (\"bad tag\")"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("line 3, field tags: tag 2 has 0 characters"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("line 4, field vendor: 1-128 characters"),
+            "{found:?}"
+        );
+
+        let items = parse_json(
+            r#"[{"sku": "A", "name": "Mug", "unitPrice": 1, "currency": "EUR",
+                 "tags": ["B2B", "b2b"], "vendor": "", "category": null}]"#,
+        )
+        .unwrap();
+        assert_eq!(items[0].new.tags.as_slice(), ["b2b"]);
+        // `""` removes an existing product's vendor; `null` keeps its category.
+        assert_eq!(items[0].patch.vendor, Some(None));
+        assert_eq!(items[0].patch.category, None);
+        let found = problems(parse_json(
+            r#"[{"sku": "A", "name": "x", "unitPrice": 1, "currency": "EUR", "tags": "a|b"},
+                {"sku": "B", "name": "x", "unitPrice": 1, "currency": "EUR", "tags": [1]}]"#,
+        ));
+        assert_eq!(
+            found,
+            [
+                "record 1, field tags: must be an array of strings",
+                "record 2, field tags: must be an array of strings",
+            ]
+        );
     }
 
     #[test]

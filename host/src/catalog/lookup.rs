@@ -1,6 +1,7 @@
 //! What the order path needs from the catalog: how a client names an item, and the
-//! catalog's view of it (product, stock item, price, availability). The order path reads
-//! these rows together with the customer, for many orders at once (`orders::reader`).
+//! catalog's view of it (product, stock item, price, availability, and the tags, vendor
+//! and category the tenant's rules read). The order path reads these rows together with
+//! the customer, for many orders at once (`orders::reader`).
 
 /// How a client names an order line's item.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -22,7 +23,7 @@ impl LineRef {
 }
 
 /// An order line's item as the catalog knows it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogLine {
     /// Product id.
     pub product_id: String,
@@ -40,6 +41,12 @@ pub struct CatalogLine {
     pub active: bool,
     /// Units available now.
     pub available: i64,
+    /// The product's tags (normalized, sorted; empty when none).
+    pub tags: Vec<String>,
+    /// The product's vendor.
+    pub vendor: Option<String>,
+    /// The product's category.
+    pub category: Option<String>,
 }
 
 /// Pairs each reference with the row it names, `None` where no row matches.

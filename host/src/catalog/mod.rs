@@ -1,6 +1,6 @@
-//! The catalog: products (per tenant, unique sku, price in minor units) and their stock
-//! items (`available`, `reserved`, `received`, `version`), the admin API, the public
-//! showcase and bulk import.
+//! The catalog: products (per tenant, unique sku, price in minor units, and the tags,
+//! vendor and category tenant rules read) and their stock items (`available`, `reserved`,
+//! `received`, `version`), the admin API, the public showcase and bulk import.
 //!
 //! Every product has exactly one stock item, created in the same transaction. Stock only
 //! changes through guarded `update … where available + Δ >= 0` statements, each recorded
@@ -20,7 +20,8 @@ pub use routes::router;
 use crate::{
     clock::rfc3339,
     http::error::ApiError,
-    store::{Store, WritePool as _, is_unique_violation},
+    store::{Store, TextList, WritePool as _, is_unique_violation},
+    tags::Tags,
     with_pool,
 };
 
@@ -36,6 +37,8 @@ pub const MAX_DESCRIPTION_CHARS: usize = 5000;
 pub const MAX_IMAGES: usize = 20;
 /// Longest stock-change reason, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
+/// Longest vendor or category, in characters.
+pub const MAX_ATTRIBUTE_CHARS: usize = 128;
 
 pub use crate::text::FieldError;
 
@@ -122,6 +125,21 @@ pub fn parse_images(raw: &[String]) -> Result<Vec<String>, FieldError> {
         .collect()
 }
 
+/// A vendor or a category (`field` names which): trimmed, one line, 1–128 characters;
+/// blank is none.
+pub fn parse_attribute(field: &'static str, raw: &str) -> Result<Option<String>, FieldError> {
+    let value =
+        crate::text::single_line(raw.trim()).map_err(|e| FieldError::new(field, e.to_string()))?;
+    match value.chars().count() {
+        0 => Ok(None),
+        len if len <= MAX_ATTRIBUTE_CHARS => Ok(Some(value.to_owned())),
+        _ => Err(FieldError::new(
+            field,
+            format!("1-{MAX_ATTRIBUTE_CHARS} characters"),
+        )),
+    }
+}
+
 /// A stock quantity between `min` and [`MAX_QUANTITY`].
 pub fn parse_quantity(field: &'static str, value: i64, min: i64) -> Result<i64, FieldError> {
     if (min..=MAX_QUANTITY).contains(&value) {
@@ -170,6 +188,12 @@ pub struct NewProduct {
     pub active: bool,
     /// Units in stock at creation (available and received).
     pub initial_stock: i64,
+    /// Tags.
+    pub tags: Tags,
+    /// Vendor (brand, maker), if any.
+    pub vendor: Option<String>,
+    /// Category, if any.
+    pub category: Option<String>,
 }
 
 /// Changes to a product, parsed; `None` keeps the current value.
@@ -187,6 +211,12 @@ pub struct ProductPatch {
     pub currency: Option<Currency>,
     /// New active flag.
     pub active: Option<bool>,
+    /// New tags (replace the list).
+    pub tags: Option<Tags>,
+    /// New vendor; `Some(None)` removes it.
+    pub vendor: Option<Option<String>>,
+    /// New category; `Some(None)` removes it.
+    pub category: Option<Option<String>>,
 }
 
 /// A product to create, or to update when its sku exists (bulk import).
@@ -280,6 +310,12 @@ pub struct ProductRow {
     pub currency: String,
     /// For sale.
     pub active: bool,
+    /// Tags (normalized, sorted).
+    pub tags: TextList,
+    /// Vendor.
+    pub vendor: Option<String>,
+    /// Category.
+    pub category: Option<String>,
     /// Creation time, epoch ms.
     pub created_at: i64,
     /// Last change, epoch ms.
@@ -324,6 +360,12 @@ pub struct ProductView {
     pub currency: String,
     /// For sale.
     pub active: bool,
+    /// Tags the tenant's rules read: lower case, sorted, at most 32 (`[]` when none).
+    pub tags: Vec<String>,
+    /// Vendor (`null` when none).
+    pub vendor: Option<String>,
+    /// Category (`null` when none).
+    pub category: Option<String>,
     /// Stock item id.
     pub stock_id: String,
     /// Units that can be ordered now.
@@ -354,6 +396,9 @@ impl From<ProductRow> for ProductView {
             unit_price: row.unit_price,
             currency: row.currency,
             active: row.active,
+            tags: row.tags.into_vec(),
+            vendor: row.vendor,
+            category: row.category,
             stock_id: row.stock_id,
             available: row.available,
             reserved: row.reserved,
@@ -579,14 +624,19 @@ pub struct ListFilter {
 }
 
 const SELECT_PRODUCT: &str = "select p.id, p.sku, p.name, p.description, p.images, \
-     p.unit_price, p.currency, p.active, p.created_at, p.updated_at, s.id as stock_id, \
+     p.unit_price, p.currency, p.active, p.tags, p.vendor, p.category, p.created_at, \
+     p.updated_at, s.id as stock_id, \
      s.available, s.reserved, s.received, s.version as stock_version \
      from products p join stock_items s on s.product_id = p.id";
 
+/// `null` keeps a column; for the nullable vendor and category, `''` (never a stored
+/// value: they are 1–128 characters) sets NULL.
 const UPDATE_PRODUCT: &str = "update products set name = coalesce($1, name), \
      description = coalesce($2, description), images = coalesce($3, images), \
      unit_price = coalesce($4, unit_price), currency = coalesce($5, currency), \
-     active = coalesce($6, active), updated_at = $7 where tenant_id = $8";
+     active = coalesce($6, active), tags = coalesce($7, tags), \
+     vendor = nullif(coalesce($8, vendor), ''), category = nullif(coalesce($9, category), ''), \
+     updated_at = $10 where tenant_id = $11";
 
 const STOCK_COLUMNS: &str =
     "id as stock_id, product_id, available, reserved, received, version, updated_at";
@@ -621,8 +671,8 @@ macro_rules! insert_product {
         let stock_id = uuid::Uuid::now_v7().to_string();
         let inserted = sqlx::query(
             "insert into products (id, tenant_id, sku, name, description, images, unit_price, \
-             currency, active, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             currency, active, tags, vendor, category, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)",
         )
         .bind(&product_id)
         .bind($tenant_id)
@@ -633,6 +683,9 @@ macro_rules! insert_product {
         .bind(product.price.amount.get())
         .bind(product.price.currency.as_str())
         .bind(product.active)
+        .bind(product.tags.stored())
+        .bind(product.vendor.as_deref())
+        .bind(product.category.as_deref())
         .bind($now)
         .execute(&mut *$tx)
         .await;
@@ -669,7 +722,7 @@ macro_rules! insert_product {
     }};
 }
 
-/// Runs [`UPDATE_PRODUCT`] for `$patch`, the row chosen by `and $key = $9`, on `$exec`.
+/// Runs [`UPDATE_PRODUCT`] for `$patch`, the row chosen by `and $key = $12`, on `$exec`.
 macro_rules! update_product {
     ($exec:expr, $key:literal, $value:expr, $tenant_id:expr, $patch:expr, $now:expr) => {{
         let patch: &ProductPatch = $patch;
@@ -677,13 +730,22 @@ macro_rules! update_product {
             .images
             .as_ref()
             .map(|i| serde_json::to_string(i).unwrap_or_else(|_| "[]".into()));
-        sqlx::query(&format!("{UPDATE_PRODUCT} and {} = $9", $key))
+        // A removal (`Some(None)`) travels as '', which the statement turns into NULL.
+        let cleared = |value: &Option<Option<String>>| {
+            value
+                .as_ref()
+                .map(|v| v.as_deref().unwrap_or_default().to_owned())
+        };
+        sqlx::query(&format!("{UPDATE_PRODUCT} and {} = $12", $key))
             .bind(patch.name.as_deref())
             .bind(patch.description.as_deref())
             .bind(images)
             .bind(patch.unit_price.map(MinorUnits::get))
             .bind(patch.currency.as_ref().map(Currency::as_str))
             .bind(patch.active)
+            .bind(patch.tags.as_ref().map(Tags::stored))
+            .bind(cleared(&patch.vendor))
+            .bind(cleared(&patch.category))
             .bind($now)
             .bind($tenant_id)
             .bind($value)

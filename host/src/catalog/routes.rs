@@ -10,8 +10,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::{
     Currency, ListFilter, MinorUnits, Money, MovementView, NewProduct, ProductPatch, ProductView,
-    ShowcaseItem, Sku, StockChange, StockView, parse_description, parse_images, parse_name,
-    parse_quantity, product_not_found,
+    ShowcaseItem, Sku, StockChange, StockView, parse_attribute, parse_description, parse_images,
+    parse_name, parse_quantity, product_not_found,
 };
 use crate::{
     http::{
@@ -20,6 +20,7 @@ use crate::{
         pagination::{Page, PageQuery},
     },
     state::AppState,
+    tags::Tags,
     tenants,
 };
 
@@ -56,6 +57,13 @@ pub struct CreateProduct {
     pub active: Option<bool>,
     /// Units in stock at creation (default 0).
     pub initial_stock: Option<i64>,
+    /// Tags for the tenant's rules: at most 32, each 1-64 characters of `a-z 0-9 - _ . :`
+    /// once trimmed and lower-cased; duplicates count once, stored sorted.
+    pub tags: Option<Vec<String>>,
+    /// Vendor (brand, maker): 1-128 characters, one line; blank is none.
+    pub vendor: Option<String>,
+    /// Category: 1-128 characters, one line; blank is none.
+    pub category: Option<String>,
 }
 
 impl CreateProduct {
@@ -71,6 +79,9 @@ impl CreateProduct {
             },
             active: self.active.unwrap_or(true),
             initial_stock: parse_quantity("initialStock", self.initial_stock.unwrap_or(0), 0)?,
+            tags: Tags::parse("tags", self.tags.as_deref().unwrap_or_default())?,
+            vendor: parse_attribute("vendor", self.vendor.as_deref().unwrap_or_default())?,
+            category: parse_attribute("category", self.category.as_deref().unwrap_or_default())?,
         })
     }
 }
@@ -91,6 +102,12 @@ pub struct UpdateProduct {
     pub currency: Option<String>,
     /// For sale.
     pub active: Option<bool>,
+    /// Replaces the tags (`[]` removes them all); the rules of `POST /products`.
+    pub tags: Option<Vec<String>>,
+    /// 1-128 characters; `""` removes it.
+    pub vendor: Option<String>,
+    /// 1-128 characters; `""` removes it.
+    pub category: Option<String>,
 }
 
 impl UpdateProduct {
@@ -109,6 +126,21 @@ impl UpdateProduct {
                 .transpose()?,
             currency: self.currency.as_deref().map(Currency::parse).transpose()?,
             active: self.active,
+            tags: self
+                .tags
+                .as_deref()
+                .map(|raw| Tags::parse("tags", raw))
+                .transpose()?,
+            vendor: self
+                .vendor
+                .as_deref()
+                .map(|raw| parse_attribute("vendor", raw))
+                .transpose()?,
+            category: self
+                .category
+                .as_deref()
+                .map(|raw| parse_attribute("category", raw))
+                .transpose()?,
         })
     }
 }
@@ -239,8 +271,8 @@ async fn get_product(
     Ok(Json(row.into()))
 }
 
-/// Change a product's name, description, images, price, currency or active flag (admin,
-/// or operator). The sku and the stock do not change here.
+/// Change a product's name, description, images, price, currency, active flag, tags, vendor
+/// or category (admin, or operator). The sku and the stock do not change here.
 #[utoipa::path(patch, path = "/products/{id}", tag = "catalog",
     params(("id" = String, Path, description = "Product id"), tenants::TenantQuery),
     request_body = UpdateProduct, security(("bearer" = []), ("cookie" = [])),

@@ -285,6 +285,7 @@ async fn customers(
                 role: Role::Customer,
                 vip: true,
                 name: None,
+                tags: None,
             };
             users::update(store, tenant_id, email.as_str(), &vip, created_at).await?;
         }
@@ -329,6 +330,9 @@ async fn items(
             },
             active: true,
             initial_stock: 100_000,
+            tags: crate::tags::Tags::default(),
+            vendor: None,
+            category: None,
         };
         catalog::create(store, tenant_id, &product, None, created_at).await?;
         report.products_created += 1;

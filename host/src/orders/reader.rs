@@ -1,9 +1,10 @@
 //! The order path's read: the customer and the catalog lines of an order.
 //!
-//! Every order placement needs its customer row (VIP, age, order count) and the catalog
-//! rows its lines name, fresh from the database (prices, `active` and availability change
-//! under the admin API). Read one request at a time that is one statement per order,
-//! and statements — not rows — are what placement spends PostgreSQL's time on (perf and
+//! Every order placement needs its customer row (VIP, age, order count, tags) and the
+//! catalog rows its lines name (with their tags, vendor and category), fresh from the
+//! database (prices, `active`, availability and attributes change under the admin API).
+//! Read one request at a time that is one statement per order, and statements — not
+//! rows — are what placement spends PostgreSQL's time on (perf and
 //! pg_stat_statements on the order benchmark). Concurrent placements are therefore read
 //! together through a [`Batcher`]: one statement (a `union all` of the customers, the
 //! stock items named by id and the products named by sku) for all of them, each id list
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use super::OrderError;
 use crate::{
     catalog::lookup::{self, CatalogLine, LineRef},
-    store::{Store, WritePool as _, batch::Batcher},
+    store::{Store, TextList, WritePool as _, batch::Batcher},
     with_pool,
 };
 
@@ -34,6 +35,8 @@ pub struct CustomerRow {
     pub created_at: i64,
     /// Orders placed so far.
     pub order_count: i64,
+    /// The tenant's tags on the customer (normalized, sorted; empty when none).
+    pub tags: Vec<String>,
 }
 
 /// One order's read.
@@ -86,6 +89,7 @@ struct CustomerRecord {
     vip: bool,
     created_at: i64,
     order_count: i64,
+    tags: Vec<String>,
 }
 
 struct LineRecord {
@@ -119,15 +123,17 @@ impl Found {
                 vip: customer.vip,
                 created_at: customer.created_at,
                 order_count: customer.order_count,
+                tags: customer.tags.clone(),
             },
             lookup::match_refs(&request.refs, &rows),
         ))
     }
 }
 
-/// A catalog branch of the group's union: customer columns empty.
-const LINE_COLUMNS: &str = "select null, p.tenant_id, null, null, null, null, p.id, s.id, p.sku, p.name, \
-    p.unit_price, p.currency, p.active, s.available \
+/// A catalog branch of the group's union: customer columns empty, the product's tags in
+/// the shared `tags` column.
+const LINE_COLUMNS: &str = "select null, p.tenant_id, null, null, null, null, p.tags, p.id, s.id, \
+    p.sku, p.name, p.unit_price, p.currency, p.active, s.available, p.vendor, p.category \
     from products p join stock_items s on s.product_id = p.id where ";
 
 /// One row of the group's union: a customer or a catalog line.
@@ -139,6 +145,10 @@ struct GroupRow {
     vip: Option<bool>,
     created_at: Option<i64>,
     order_count: Option<i64>,
+    /// The customer's tags on a customer row, the product's on a catalog row: every
+    /// branch has one list to give, so they share the column (of the same type in each
+    /// branch, which a typed NULL of an array could not be on both backends).
+    tags: TextList,
     product_id: Option<String>,
     stock_id: Option<String>,
     sku: Option<String>,
@@ -147,6 +157,8 @@ struct GroupRow {
     currency: Option<String>,
     active: Option<bool>,
     available: Option<i64>,
+    vendor: Option<String>,
+    category: Option<String>,
 }
 
 async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx::Error> {
@@ -177,9 +189,10 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
     let rows: Vec<GroupRow> = with_pool!(store, pool => {
         let mut q = sqlx::QueryBuilder::new(
             "select u.id as user_id, u.tenant_id, t.slug as tenant_slug, u.vip, u.created_at, u.order_count, \
-             cast(null as text) as product_id, cast(null as text) as stock_id, cast(null as text) as sku, \
+             u.tags, cast(null as text) as product_id, cast(null as text) as stock_id, cast(null as text) as sku, \
              cast(null as text) as name, cast(null as bigint) as unit_price, cast(null as text) as currency, \
-             cast(null as boolean) as active, cast(null as bigint) as available \
+             cast(null as boolean) as active, cast(null as bigint) as available, \
+             cast(null as text) as vendor, cast(null as text) as category \
              from users u join tenants t on t.id = u.tenant_id where ",
         );
         pool.push_any(&mut q, "u.id", users);
@@ -202,6 +215,7 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                 vip: Some(vip),
                 created_at: Some(created_at),
                 order_count: Some(order_count),
+                tags,
                 ..
             } => {
                 customers.insert(
@@ -212,6 +226,7 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                         vip,
                         created_at,
                         order_count,
+                        tags: tags.into_vec(),
                     },
                 );
             }
@@ -225,6 +240,9 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                 currency: Some(currency),
                 active: Some(active),
                 available: Some(available),
+                tags,
+                vendor,
+                category,
                 ..
             } => lines.push(LineRecord {
                 tenant_id,
@@ -237,6 +255,9 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                     currency,
                     active,
                     available,
+                    tags: tags.into_vec(),
+                    vendor,
+                    category,
                 },
             }),
             _ => {}

@@ -688,6 +688,72 @@ impl Col {
     }
 }
 
+/// A list of strings stored in one column — the tags of users and products: a `text[]`
+/// on PostgreSQL, a JSON array in a `text` column on SQLite (which has no arrays). Binds
+/// and reads as either, so a query that names such a column keeps one text for both
+/// backends, and `union all` branches that each select one of them line up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextList(pub Vec<String>);
+
+impl TextList {
+    /// The strings.
+    pub fn into_vec(self) -> Vec<String> {
+        self.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for TextList {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<String> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <Vec<String> as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Postgres> for TextList {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <Vec<String> as sqlx::Encode<'q, sqlx::Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for TextList {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        <Vec<String> as sqlx::Decode<'r, sqlx::Postgres>>::decode(value).map(Self)
+    }
+}
+
+impl sqlx::Type<sqlx::Sqlite> for TextList {
+    fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
+        <String as sqlx::Type<sqlx::Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::sqlite::SqliteTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> sqlx::Encode<'q, sqlx::Sqlite> for TextList {
+    fn encode_by_ref(
+        &self,
+        buf: &mut Vec<sqlx::sqlite::SqliteArgumentValue<'q>>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        let json = serde_json::to_string(&self.0)?;
+        <String as sqlx::Encode<'q, sqlx::Sqlite>>::encode(json, buf)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Sqlite> for TextList {
+    fn decode(value: sqlx::sqlite::SqliteValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let json = <&str as sqlx::Decode<'r, sqlx::Sqlite>>::decode(value)?;
+        Ok(Self(serde_json::from_str(json)?))
+    }
+}
+
 impl WritePool for SqlitePool {
     type Db = sqlx::Sqlite;
 

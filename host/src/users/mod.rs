@@ -1,6 +1,7 @@
 //! Users: the account rows, their lookups, and the admin API (list, get, update, delete,
-//! VIP promotion). Every query is scoped by tenant: an admin never sees or changes another
-//! tenant's users — such a request answers 404, not 403, so ids and emails do not leak.
+//! VIP promotion, customer tags). Every query is scoped by tenant: an admin never sees or
+//! changes another tenant's users — such a request answers 404, not 403, so ids and emails
+//! do not leak.
 
 mod routes;
 
@@ -11,7 +12,8 @@ use crate::{
     auth::Role,
     clock::rfc3339,
     http::error::ApiError,
-    store::{Store, WritePool as _, is_unique_violation},
+    store::{Store, TextList, WritePool as _, is_unique_violation},
+    tags::Tags,
     text::FieldError,
     with_pool,
 };
@@ -110,6 +112,8 @@ pub struct UserRow {
     pub role: String,
     /// VIP customer.
     pub vip: bool,
+    /// The tenant's tags on this customer (normalized, sorted).
+    pub tags: TextList,
     /// Creation time, epoch ms.
     pub created_at: i64,
     /// Last change, epoch ms.
@@ -152,6 +156,9 @@ pub struct UserView {
     pub role: Role,
     /// VIP customer (orders jump the queue).
     pub vip: bool,
+    /// The tenant's tags on this customer, which its rules read: lower case, sorted,
+    /// at most 32 (`[]` when none).
+    pub tags: Vec<String>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -167,6 +174,7 @@ impl From<UserRow> for UserView {
             name: row.name,
             tenant: row.tenant_slug,
             vip: row.vip,
+            tags: row.tags.into_vec(),
             created_at: rfc3339(row.created_at),
             updated_at: rfc3339(row.updated_at),
         }
@@ -198,7 +206,7 @@ impl From<CreateUserError> for ApiError {
 }
 
 const SELECT_USER: &str = "select u.id, u.tenant_id, t.slug as tenant_slug, u.email, \
-     u.name, u.password_hash, u.role, u.vip, u.created_at, u.updated_at \
+     u.name, u.password_hash, u.role, u.vip, u.tags, u.created_at, u.updated_at \
      from users u join tenants t on t.id = u.tenant_id";
 
 /// Inserts a user.
@@ -320,11 +328,13 @@ pub struct UserUpdate {
     pub vip: bool,
     /// Display name.
     pub name: Option<DisplayName>,
+    /// The tags that replace the user's; `None` keeps them as they are.
+    pub tags: Option<Tags>,
 }
 
-/// Sets a user's role, VIP flag and name. Taking the admin role from the tenant's last
-/// admin is refused ([`Change::LastAdmin`]): the tenant's admin rows are locked first, so
-/// two admins demoting each other at once cannot both succeed.
+/// Sets a user's role, VIP flag, name and (when given) tags. Taking the admin role from
+/// the tenant's last admin is refused ([`Change::LastAdmin`]): the tenant's admin rows are
+/// locked first, so two admins demoting each other at once cannot both succeed.
 pub async fn update(
     store: &Store,
     tenant_id: &str,
@@ -338,11 +348,13 @@ pub async fn update(
             return Ok(Change::LastAdmin);
         }
         let affected = sqlx::query(
-            "update users set role = $1, vip = $2, name = $3, updated_at = $4 where tenant_id = $5 and email = $6",
+            "update users set role = $1, vip = $2, name = $3, tags = coalesce($4, tags), \
+             updated_at = $5 where tenant_id = $6 and email = $7",
         )
         .bind(change.role.as_str())
         .bind(change.vip)
         .bind(change.name.as_ref().map(DisplayName::as_str))
+        .bind(change.tags.as_ref().map(Tags::stored))
         .bind(now)
         .bind(tenant_id)
         .bind(email)
@@ -370,5 +382,53 @@ pub async fn delete(store: &Store, tenant_id: &str, email: &str) -> Result<Chang
             .rows_affected();
         tx.commit().await?;
         Ok(if affected == 1 { Change::Done } else { Change::NotFound })
+    })
+}
+
+/// Why a user's tags could not be changed by [`retag`].
+#[derive(Debug, thiserror::Error)]
+pub enum RetagError {
+    /// No such user in the tenant.
+    #[error("no such user in this tenant")]
+    NotFound,
+    /// The result is not a valid tag list (too many tags).
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Replaces a user's tags by what `edit` makes of them, in one write transaction (the
+/// row is locked on PostgreSQL, SQLite's writer excludes others), so two additions at
+/// once both land. Returns the tags written.
+pub async fn retag(
+    store: &Store,
+    tenant_id: &str,
+    email: &str,
+    edit: impl FnOnce(Tags) -> Result<Tags, FieldError>,
+    now: i64,
+) -> Result<Tags, RetagError> {
+    with_pool!(store, pool => {
+        let mut tx = pool.begin_write().await?;
+        let current: Option<TextList> = sqlx::query_scalar(&format!(
+            "select tags from users where tenant_id = $1 and email = $2 {}",
+            pool.for_update()
+        ))
+        .bind(tenant_id)
+        .bind(email)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let current = current.ok_or(RetagError::NotFound)?;
+        let tags = edit(Tags::trusted(current.into_vec()))?;
+        sqlx::query("update users set tags = $1, updated_at = $2 where tenant_id = $3 and email = $4")
+            .bind(tags.stored())
+            .bind(now)
+            .bind(tenant_id)
+            .bind(email)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(tags)
     })
 }

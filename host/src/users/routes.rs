@@ -14,6 +14,7 @@ use crate::{
         pagination::{Page, PageQuery},
     },
     state::AppState,
+    tags::Tags,
     tenants,
 };
 
@@ -36,6 +37,10 @@ pub struct UpdateUser {
     pub vip: Option<bool>,
     /// New display name (1–100 characters, one line); `""` removes it.
     pub name: Option<String>,
+    /// New customer tags, replacing the user's (`[]` removes them all): at most 32, each
+    /// 1–64 characters of `a-z 0-9 - _ . :` once trimmed and lower-cased; duplicates count
+    /// once, and they are stored sorted.
+    pub tags: Option<Vec<String>>,
 }
 
 fn user_not_found(email: &str) -> ApiError {
@@ -116,10 +121,11 @@ async fn get_user(
     Ok(Json(user.into()))
 }
 
-/// Change a user's role or VIP flag (admin of the tenant, or operator).
+/// Change a user's role, VIP flag, name or tags (admin of the tenant, or operator).
 #[utoipa::path(patch, path = "/users/{email}", tag = "users", params(("email" = String, Path), tenants::TenantQuery),
     request_body = UpdateUser,
-    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = UserView), (status = 403, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+              (status = 422, description = "`VALIDATION_FAILED` (`details.field`: `name`, `tags`), `INVALID_BODY`", body = ErrorEnvelope)))]
 async fn update_user(
     State(state): State<AppState>,
     scope: tenants::AdminScope,
@@ -137,10 +143,20 @@ async fn update_user(
         None => user.name.clone().map(DisplayName::trusted),
         Some(raw) => DisplayName::parse_optional(Some(raw))?,
     };
+    let tags = body
+        .tags
+        .as_deref()
+        .map(|raw| Tags::parse("tags", raw))
+        .transpose()?;
     let vip = body.vip.unwrap_or(user.vip);
-    let change = UserUpdate { role, vip, name };
+    let change = UserUpdate {
+        role,
+        vip,
+        name,
+        tags,
+    };
     let view = apply(&state, &scope.tenant_id, &user, &change).await?;
-    tracing::info!(target_user = %view.id, role = role.as_str(), vip, "user updated");
+    tracing::info!(target_user = %view.id, role = role.as_str(), vip, tags = ?view.tags, "user updated");
     Ok(Json(view))
 }
 
@@ -202,6 +218,7 @@ async fn set_vip(
         role: user.role(),
         vip,
         name: user.name.clone().map(DisplayName::trusted),
+        tags: None,
     };
     let view = apply(&state, &scope.tenant_id, &user, &change).await?;
     tracing::info!(target_user = %view.id, vip, "vip flag changed");

@@ -1,0 +1,11 @@
+-- What tenant rules read about a customer and a product beyond price and stock (issue 15):
+-- customer tags ("wholesale", "b2b-gold"), and product tags, vendor and category. Tags are
+-- a JSON array of strings in text here (SQLite has no arrays; text[] on PostgreSQL), at
+-- most 32 normalized tags, validated by the service (host/src/tags.rs). No index: nothing
+-- selects rows by tag; the order path reads them with the rows it already reads by key.
+-- Old rows read as no tags and no vendor or category.
+alter table users add column tags text not null default '[]';
+
+alter table products add column tags text not null default '[]';
+alter table products add column vendor text;
+alter table products add column category text;
