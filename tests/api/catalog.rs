@@ -1557,6 +1557,7 @@ async fn the_order_read_carries_customer_tags_and_product_attributes(backend: Ba
             LineRef::Sku("MUG".to_owned()),
             LineRef::Stock(plain_stock.clone()),
         ],
+        now_ms: 1_800_000_000_000,
     };
     let reader = &app.state.order_reader;
     let (first, second) = tokio::join!(reader.read(read(&tagged)), reader.read(read(&untagged)));

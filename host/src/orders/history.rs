@@ -806,6 +806,32 @@ async fn write_chunk(store: &Store, chunk: &Chunk, now: i64) -> Result<(), sqlx:
             q.build().execute(&mut *tx).await?;
         }
 
+        // The customers' confirmed totals, as the settlement keeps them.
+        let mut bought: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        for (o, _) in orders.iter().filter(|(o, _)| o.status == OrderStatus::Confirmed) {
+            let entry = bought.entry((o.user_id.as_str(), o.currency.as_str())).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.saturating_add(o.total);
+        }
+        if !bought.is_empty() {
+            let mut q = sqlx::QueryBuilder::new(
+                "insert into customer_totals (user_id, currency, tenant_id, orders, spend) ",
+            );
+            pool.push_rows(&mut q, vec![
+                Col::text(bought.keys().map(|(user, _)| *user)),
+                Col::text(bought.keys().map(|(_, currency)| *currency)),
+                tenant(bought.len()),
+                Col::int(bought.values().map(|(n, _)| *n)),
+                Col::int(bought.values().map(|(_, spend)| *spend)),
+            ]);
+            q.push(
+                " where true on conflict (user_id, currency) do update set \
+                 orders = customer_totals.orders + excluded.orders, \
+                 spend = customer_totals.spend + excluded.spend",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+
         let mut q = sqlx::QueryBuilder::new("update users set order_count = order_count + v.qty from ");
         pool.push_id_qty(&mut q, "v", chunk.per_user.iter().map(|(u, n)| (u.clone(), *n)).collect());
         q.push(" where users.id = v.id");

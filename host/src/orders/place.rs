@@ -29,7 +29,7 @@ use crate::{
     idempotency::{self, Begun, HeldKey},
     policy::{
         EvalMode, Evaluation, Override,
-        types::{Attribute, Customer, OrderContext, OrderLine, Quote, Violation},
+        types::{Attribute, Customer, Money, OrderContext, OrderLine, Quote, Violation},
     },
     registry::bindings::{OVERRIDE_HEADER, override_forbidden, read_overrides},
     state::AppState,
@@ -354,12 +354,15 @@ async fn decide(
     order: &ParsedOrder,
     overrides: &[Override],
 ) -> Result<Decision, ApiError> {
+    // The order time, taken before the read: the recent-units windows end here.
+    let now = state.clock.now_ms();
     let (customer, resolved) = state
         .order_reader
         .read(ReadRequest {
             user_id: actor.user_id.clone(),
             tenant_id: actor.tenant_id.clone(),
             refs: order.refs.clone(),
+            now_ms: now,
         })
         .await?;
     let mut violations = Vec::new();
@@ -397,17 +400,22 @@ async fn decide(
             Some(unit.saturating_mul(i64::from(order.quantities[0])))
         }
     };
-    let now = state.clock.now_ms();
+    let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
     let ctx = OrderContext {
         tenant: customer.tenant_slug,
         customer: Customer {
             id: actor.user_id.clone(),
             vip: customer.vip,
-            tags: Vec::new(),
-            order_count: u32::try_from(customer.order_count).unwrap_or(u32::MAX),
+            order_count: count(customer.order_count),
             account_age_days: u32::try_from((now - customer.created_at).max(0) / 86_400_000)
                 .unwrap_or(u32::MAX),
-            ..Customer::default()
+            tags: customer.tags,
+            lifetime_orders: count(customer.confirmed.iter().map(|(_, n, _)| n).sum()),
+            lifetime_spend: customer
+                .confirmed
+                .into_iter()
+                .map(|(currency, _, amount)| Money { amount, currency })
+                .collect(),
         },
         lines: catalog
             .iter()
@@ -420,7 +428,11 @@ async fn decide(
                 unit_price: c.unit_price,
                 currency: c.currency.clone(),
                 available: c.available,
-                ..OrderLine::default()
+                tags: c.tags.clone(),
+                vendor: c.vendor.clone(),
+                category: c.category.clone(),
+                units_last24h: count(customer.recent_units.get(&c.sku).map_or(0, |u| u.0)),
+                units_last30d: count(customer.recent_units.get(&c.sku).map_or(0, |u| u.1)),
             })
             .collect(),
         expected_total,

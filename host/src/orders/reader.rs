@@ -37,7 +37,17 @@ pub struct CustomerRow {
     pub order_count: i64,
     /// The tenant's tags on the customer (normalized, sorted; empty when none).
     pub tags: Vec<String>,
+    /// Confirmed orders and what they cost, per currency (sorted by currency).
+    pub confirmed: Vec<(String, i64, i64)>,
+    /// Per SKU of this order's lines the customer bought recently: units in its orders
+    /// (confirmed or pending) of the last 24 hours and of the last 30 days.
+    pub recent_units: HashMap<String, (i64, i64)>,
 }
+
+/// The windows of the recent-units figures.
+pub const DAY_MS: i64 = 86_400_000;
+/// The longer window: 30 days.
+pub const RECENT_WINDOW_MS: i64 = 30 * DAY_MS;
 
 /// One order's read.
 #[derive(Debug)]
@@ -48,6 +58,9 @@ pub struct ReadRequest {
     pub tenant_id: String,
     /// The lines' references, in order.
     pub refs: Vec<LineRef>,
+    /// The order time (epoch ms): the recent-units windows end here (a group's read
+    /// uses its latest request's time).
+    pub now_ms: i64,
 }
 
 /// The customer and, per reference, the catalog row it names.
@@ -92,6 +105,15 @@ struct CustomerRecord {
     tags: Vec<String>,
 }
 
+/// What the group's history branches found for one customer.
+#[derive(Default)]
+struct History {
+    /// (currency, orders, spend), sorted by currency.
+    confirmed: Vec<(String, i64, i64)>,
+    /// sku → (units in 24 h, units in 30 days).
+    units: HashMap<String, (i64, i64)>,
+}
+
 struct LineRecord {
     tenant_id: String,
     line: CatalogLine,
@@ -101,6 +123,8 @@ struct LineRecord {
 struct Found {
     customers: HashMap<String, CustomerRecord>,
     lines: Vec<LineRecord>,
+    /// By user id (history rows are read for the group's users in their own tenants).
+    history: HashMap<String, History>,
 }
 
 impl Found {
@@ -117,6 +141,17 @@ impl Found {
             .filter(|r| request.refs.iter().any(|x| x.names(&r.line)))
             .map(|r| r.line.clone())
             .collect();
+        let history = self.history.get(&request.user_id);
+        let lines = lookup::match_refs(&request.refs, &rows);
+        let recent_units = history
+            .map(|h| {
+                lines
+                    .iter()
+                    .flatten()
+                    .filter_map(|line| h.units.get(&line.sku).map(|u| (line.sku.clone(), *u)))
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok((
             CustomerRow {
                 tenant_slug: customer.tenant_slug.clone(),
@@ -124,8 +159,10 @@ impl Found {
                 created_at: customer.created_at,
                 order_count: customer.order_count,
                 tags: customer.tags.clone(),
+                confirmed: history.map(|h| h.confirmed.clone()).unwrap_or_default(),
+                recent_units,
             },
-            lookup::match_refs(&request.refs, &rows),
+            lines,
         ))
     }
 }
@@ -179,10 +216,12 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
             }
         }
     }
-    for list in [&mut stock_ids, &mut skus, &mut sku_tenants] {
+    let mut tenants: Vec<String> = group.iter().map(|r| r.tenant_id.clone()).collect();
+    for list in [&mut stock_ids, &mut skus, &mut sku_tenants, &mut tenants] {
         list.sort_unstable();
         list.dedup();
     }
+    let now = group.iter().map(|r| r.now_ms).max().unwrap_or_default();
     // One statement, one round trip: the customers, then the stock items named by id,
     // then every (tenant, sku) pair of the group (rows of other pairs are filtered out per
     // request in `Found::answer`). Each branch uses its own index.
@@ -195,17 +234,50 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
              cast(null as text) as vendor, cast(null as text) as category \
              from users u join tenants t on t.id = u.tenant_id where ",
         );
-        pool.push_any(&mut q, "u.id", users);
+        pool.push_any(&mut q, "u.id", users.clone());
         q.push(" union all ").push(LINE_COLUMNS);
-        pool.push_any(&mut q, "s.id", stock_ids);
+        pool.push_any(&mut q, "s.id", stock_ids.clone());
         q.push(" union all ").push(LINE_COLUMNS);
         pool.push_any(&mut q, "p.tenant_id", sku_tenants);
         q.push(" and ");
-        pool.push_any(&mut q, "p.sku", skus);
+        pool.push_any(&mut q, "p.sku", skus.clone());
+        // The customers' confirmed totals: one row per customer and currency (its order
+        // count in `order_count`, its spend in `unit_price`), by primary key.
+        q.push(" union all select ct.user_id, ct.tenant_id, null, null, null, ct.orders, ")
+            .push(pool.empty_text_list())
+            .push(
+                ", null, null, null, null, ct.spend, ct.currency, null, null, null, null \
+                 from customer_totals ct where ",
+            );
+        pool.push_any(&mut q, "ct.user_id", users.clone());
+        // The customers' recent units of the group's SKUs (named by sku or by stock
+        // item): their own orders of the last 30 days through (tenant_id, user_id,
+        // created_at), the lines by primary key; 30-day units in `unit_price`, 24-hour
+        // units in `available`. Failed and cancelled orders do not count.
+        q.push(" union all select o.user_id, o.tenant_id, null, null, null, null, ")
+            .push(pool.empty_text_list())
+            .push(", null, null, l.sku, null, cast(sum(l.quantity) as bigint), null, null, \
+                 cast(sum(case when o.created_at >= ")
+            .push_bind(now - DAY_MS)
+            .push(" then l.quantity else 0 end) as bigint), null, null \
+                 from orders o join order_lines l on l.order_id = o.id where ");
+        pool.push_any(&mut q, "o.tenant_id", tenants);
+        q.push(" and ");
+        pool.push_any(&mut q, "o.user_id", users);
+        q.push(" and o.created_at >= ")
+            .push_bind(now - RECENT_WINDOW_MS)
+            .push(" and o.created_at <= ")
+            .push_bind(now)
+            .push(" and o.status in ('PENDING', 'CONFIRMED') and (");
+        pool.push_any(&mut q, "l.sku", skus);
+        q.push(" or ");
+        pool.push_any(&mut q, "l.stock_id", stock_ids);
+        q.push(") group by o.user_id, o.tenant_id, l.sku");
         q.build_query_as::<GroupRow>().fetch_all(pool).await?
     });
     let mut customers = HashMap::new();
     let mut lines = Vec::new();
+    let mut history: HashMap<String, History> = HashMap::new();
     for row in rows {
         match row {
             GroupRow {
@@ -260,8 +332,42 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                     category,
                 },
             }),
+            GroupRow {
+                user_id: Some(id),
+                tenant_slug: None,
+                sku: None,
+                order_count: Some(orders),
+                unit_price: Some(spend),
+                currency: Some(currency),
+                ..
+            } => history
+                .entry(id)
+                .or_default()
+                .confirmed
+                .push((currency, orders, spend)),
+            GroupRow {
+                user_id: Some(id),
+                product_id: None,
+                sku: Some(sku),
+                unit_price: Some(units_30d),
+                available: Some(units_24h),
+                ..
+            } => {
+                history
+                    .entry(id)
+                    .or_default()
+                    .units
+                    .insert(sku, (units_24h, units_30d));
+            }
             _ => {}
         }
     }
-    Ok(Found { customers, lines })
+    for h in history.values_mut() {
+        h.confirmed.sort_unstable();
+    }
+    Ok(Found {
+        customers,
+        lines,
+        history,
+    })
 }

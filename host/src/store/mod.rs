@@ -483,6 +483,10 @@ pub trait WritePool {
     /// concurrent claimers take different rows; nothing on SQLite (one writer at a time).
     fn skip_locked(&self) -> &'static str;
 
+    /// An empty [`TextList`] as an SQL literal: `'{}'::text[]` on PostgreSQL, `'[]'` (a
+    /// JSON array) on SQLite.
+    fn empty_text_list(&self) -> &'static str;
+
     /// Appends "`column` is one of `values`" with the whole list as ONE bind, so the SQL
     /// text is the same for any number of values and a batch of any size reuses one
     /// prepared statement (an `in ($1, $2, …)` list is a new statement per length, and
@@ -779,6 +783,10 @@ impl WritePool for SqlitePool {
         ""
     }
 
+    fn empty_text_list(&self) -> &'static str {
+        "'[]'"
+    }
+
     fn push_any<'q>(
         &self,
         q: &mut sqlx::QueryBuilder<'q, sqlx::Sqlite>,
@@ -864,6 +872,10 @@ impl WritePool for PgPool {
 
     fn skip_locked(&self) -> &'static str {
         "for update skip locked"
+    }
+
+    fn empty_text_list(&self) -> &'static str {
+        "cast('{}' as text[])"
     }
 
     fn push_any<'q>(
