@@ -18,7 +18,20 @@ backend_tests!(
     discount_codes_and_attributes_are_normalised_and_accounted_for,
     a_1_1_component_sees_the_request_history_and_structured_config,
     structured_config_is_bounded_and_integer_only,
+    a_context_above_the_input_limit_is_refused_not_truncated,
 );
+
+/// `PATCH {path}` with a JSON body as `token`, expecting 200.
+pub(crate) async fn patch(app: &TestApp, token: &str, path: &str, body: &Value) -> Value {
+    let response = new_client()
+        .patch(app.url(path))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    json_ok(response, StatusCode::OK).await
+}
 
 /// A component as the build produced it.
 pub(crate) fn built(file: &str) -> Vec<u8> {
@@ -332,7 +345,7 @@ async fn discount_codes_and_attributes_are_normalised_and_accounted_for(backend:
 
 async fn a_1_1_component_sees_the_request_history_and_structured_config(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.seed_product(None, "MUG", 1_200, 1_000).await;
+    let (mug, _) = app.seed_product(None, "MUG", 1_200, 1_000).await;
     app.seed_product(None, "CUP", 500, 10).await;
     let operator = app
         .user_with_role("ops@example.com", Role::Operator, None)
@@ -340,6 +353,24 @@ async fn a_1_1_component_sees_the_request_history_and_structured_config(backend:
     let buyer = app
         .user_with_role("buyer@example.com", Role::Customer, None)
         .await;
+    // What the tenant's admin says about the customer and the product.
+    let admin = app
+        .user_with_role("boss@example.com", Role::Admin, None)
+        .await;
+    patch(
+        &app,
+        &admin,
+        "/users/buyer@example.com",
+        &json!({ "tags": ["Wholesale", "b2b"] }),
+    )
+    .await;
+    patch(
+        &app,
+        &admin,
+        &format!("/products/{mug}"),
+        &json!({ "tags": ["sale", "kitchen"], "vendor": "Acme Ceramics", "category": "mugs" }),
+    )
+    .await;
 
     // History: two confirmed orders (3 MUG + 1 CUP; 2 MUG), one failed (out of stock).
     for lines in [
@@ -397,6 +428,9 @@ async fn a_1_1_component_sees_the_request_history_and_structured_config(backend:
     for expected in [
         r#"discount-codes: ["WELCOME"]"#,
         r#"attributes: [Attribute { key: "channel", value: "pos" }, Attribute { key: "country", value: "DE" }]"#,
+        r#"vip: false, tags: ["b2b", "wholesale"], order-count"#,
+        r#"tags: ["kitchen", "sale"], vendor: Some("Acme Ceramics"), category: Some("mugs")"#,
+        "tags: [], vendor: None, category: None",
         "order-count: 4",
         "lifetime-orders: 3",
         r#"lifetime-spend: [Money { amount: 7700, currency: "EUR" }]"#,
@@ -474,4 +508,56 @@ async fn structured_config_is_bounded_and_integer_only(backend: Backend) {
             "{problem}: {refused}"
         );
     }
+}
+
+async fn a_context_above_the_input_limit_is_refused_not_truncated(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = app
+        .user_with_role("boss@example.com", Role::Admin, None)
+        .await;
+    let buyer = app
+        .user_with_role("buyer@example.com", Role::Customer, None)
+        .await;
+    // 70 products with 32 tags of 64 characters each: about 2.2 KB of tags per line.
+    let tags: Vec<String> = (0..32)
+        .map(|i| format!("{i:02}-{}", "t".repeat(61)))
+        .collect();
+    let mut lines = Vec::new();
+    for i in 0..70 {
+        let sku = format!("BIG-{i:02}");
+        let (product, _) = app.seed_product(None, &sku, 100, 1_000).await;
+        patch(
+            &app,
+            &admin,
+            &format!("/products/{product}"),
+            &json!({ "tags": tags }),
+        )
+        .await;
+        lines.push(json!({ "sku": sku, "quantity": 1 }));
+    }
+    let body = json!({ "lines": lines });
+    for path in ["/order/quote", "/order"] {
+        let refused = assert_error(
+            post(&app, &buyer, path, &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CONTEXT_TOO_LARGE",
+        )
+        .await;
+        let details = &refused["error"]["details"];
+        assert_eq!(details["limit"], 131_072, "{refused}");
+        assert!(details["bytes"].as_u64().unwrap() > 131_072, "{refused}");
+    }
+    let orders = get(&app, &buyer, "/order").await;
+    assert_eq!(
+        orders["items"].as_array().map(Vec::len),
+        Some(0),
+        "nothing written: {orders}"
+    );
+    // Half of it fits.
+    let body = json!({ "lines": lines[..35] });
+    json_ok(
+        post(&app, &buyer, "/order", &body).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
 }
