@@ -210,20 +210,26 @@ async fn run_order_path(url: &str, queue: Queue, stock_ids: &[String]) {
     let app = App::build(config).await.expect("the app builds");
     let store = app.state().store.clone();
     // The server's connections run with generic plans (the database's setting, and the
-    // store's own), and refuse sequential scans where an index serves, without JIT: a
+    // store's own), and refuse sequential scans where an index serves, without JIT or
+    // parallel workers: a
     // generic plan kept from when `jobs` was empty must not scan a backlog (see
     // `Store::connect`).
-    let (mode, seqscan, jit): (String, String, String) =
+    let (mode, seqscan, jit, parallel): (String, String, String, String) =
         orderhost::with_pool!(&store, pool => sqlx::query_as(
         "select current_setting('plan_cache_mode'), current_setting('enable_seqscan'), \
-         current_setting('jit')",
+         current_setting('jit'), current_setting('max_parallel_workers_per_gather')",
     )
     .fetch_one(pool)
     .await)
         .expect("settings");
     assert_eq!(
-        (mode.as_str(), seqscan.as_str(), jit.as_str()),
-        ("force_generic_plan", "off", "off")
+        (
+            mode.as_str(),
+            seqscan.as_str(),
+            jit.as_str(),
+            parallel.as_str()
+        ),
+        ("force_generic_plan", "off", "off", "0")
     );
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -446,6 +446,20 @@ async fn a_1_1_component_sees_the_request_history_and_structured_config(backend:
     let config: Value = serde_json::from_str(config).expect("JSON text");
     assert_eq!(config, price_list);
 
+    // Cancelling the last order takes it out of the figures.
+    let last = placed["id"].as_str().unwrap();
+    let response = post(&app, &buyer, &format!("/order/{last}/cancel"), &json!({})).await;
+    json_ok(response, StatusCode::OK).await;
+    let echoed = violations(post(&app, &buyer, "/order/quote", &body).await).await;
+    let ctx = message(&echoed, "CONTEXT_ECHO");
+    for expected in [
+        "lifetime-orders: 2",
+        r#"lifetime-spend: [Money { amount: 6500, currency: "EUR" }]"#,
+        "units-last24h: 0, units-last30d: 5",
+    ] {
+        assert!(ctx.contains(expected), "{expected} in {ctx}");
+    }
+
     // 31 days on, the 30-day window is empty too.
     app.advance(31 * 86_400_000);
     let buyer = app.login_as("buyer@example.com", None).await.1;
@@ -457,7 +471,23 @@ async fn a_1_1_component_sees_the_request_history_and_structured_config(backend:
         2,
         "{ctx}"
     );
-    assert!(ctx.contains("lifetime-orders: 3"), "lifetime stays: {ctx}");
+    assert!(ctx.contains("lifetime-orders: 2"), "lifetime stays: {ctx}");
+    // The buckets no window reaches any more are swept by the workers' housekeeping.
+    let buckets = "select count(*) from customer_sku_hours";
+    assert!(app.scalar(buckets).await > 0);
+    let now = app.state.clock.now_ms();
+    let swept = orderhost::orders::sweep_old_sku_hours(&app.state.store, now)
+        .await
+        .expect("sweep");
+    assert!(swept > 0);
+    // The last order's bucket is 31 days old: kept one more day.
+    assert_eq!(app.scalar(buckets).await, 1);
+    app.advance(86_400_000);
+    let now = app.state.clock.now_ms();
+    orderhost::orders::sweep_old_sku_hours(&app.state.store, now)
+        .await
+        .expect("sweep");
+    assert_eq!(app.scalar(buckets).await, 0);
 }
 
 async fn structured_config_is_bounded_and_integer_only(backend: Backend) {

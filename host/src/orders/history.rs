@@ -25,7 +25,7 @@
 //! tables are vacuumed and ANALYZEd at the end so plans see their size. The order writer's batching is
 //! not used: it would enqueue a job per order and run the policy hooks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use sha2::{Digest as _, Sha256};
@@ -806,12 +806,40 @@ async fn write_chunk(store: &Store, chunk: &Chunk, now: i64) -> Result<(), sqlx:
             q.build().execute(&mut *tx).await?;
         }
 
-        // The customers' confirmed totals, as the settlement keeps them.
+        // The customers' confirmed totals and units per SKU and hour, as the settlement
+        // keeps them (units only within the 31 days the workers keep).
         let mut bought: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        let mut confirmed: HashMap<&str, (&str, i64)> = HashMap::new();
         for (o, _) in orders.iter().filter(|(o, _)| o.status == OrderStatus::Confirmed) {
             let entry = bought.entry((o.user_id.as_str(), o.currency.as_str())).or_default();
             entry.0 += 1;
             entry.1 = entry.1.saturating_add(o.total);
+            if o.created_at >= now - super::SKU_HOURS_KEPT_MS {
+                confirmed.insert(o.id.as_str(), (o.user_id.as_str(), o.created_at));
+            }
+        }
+        let mut hours: BTreeMap<(&str, &str, i64), i64> = BTreeMap::new();
+        for (order_id, _, line, _) in &chunk.lines {
+            if let Some((user_id, created_at)) = confirmed.get(order_id.as_str()) {
+                *hours
+                    .entry((user_id, line.sku.as_str(), created_at / super::HOUR_MS))
+                    .or_default() += line.quantity;
+            }
+        }
+        if !hours.is_empty() {
+            let mut q =
+                sqlx::QueryBuilder::new("insert into customer_sku_hours (user_id, sku, hour, units) ");
+            pool.push_rows(&mut q, vec![
+                Col::text(hours.keys().map(|(user, _, _)| *user)),
+                Col::text(hours.keys().map(|(_, sku, _)| *sku)),
+                Col::int(hours.keys().map(|(_, _, hour)| *hour)),
+                Col::int(hours.values().copied()),
+            ]);
+            q.push(
+                " where true on conflict (user_id, sku, hour) do update set \
+                 units = customer_sku_hours.units + excluded.units",
+            );
+            q.build().execute(&mut *tx).await?;
         }
         if !bought.is_empty() {
             let mut q = sqlx::QueryBuilder::new(

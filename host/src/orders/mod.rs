@@ -311,6 +311,29 @@ impl OrderView {
     }
 }
 
+/// One clock hour: the bucket of `customer_sku_hours` (a customer's confirmed units per
+/// SKU, for the WIT 1.1 context's `units-last24h` / `units-last30d`).
+pub const HOUR_MS: i64 = 3_600_000;
+/// How long `customer_sku_hours` rows are kept: the longest window (30 days) and a day.
+pub const SKU_HOURS_KEPT_MS: i64 = 31 * 86_400_000;
+
+/// Deletes the `customer_sku_hours` buckets no window reaches any more (by the `hour`
+/// index); returns how many went. Run by the workers' housekeeping.
+pub async fn sweep_old_sku_hours(
+    store: &crate::store::Store,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    use crate::store::WritePool as _;
+    crate::with_pool!(store, pool => {
+        let _turn = pool.write_turn().await;
+        sqlx::query("delete from customer_sku_hours where hour < $1")
+            .bind((now - SKU_HOURS_KEPT_MS) / HOUR_MS)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+    })
+}
+
 /// Columns of [`OrderRow`].
 pub const ORDER_COLUMNS: &str = "id, tenant_id, user_id, status, reason, priority, total, currency, \
      expected_total, quote, components, created_at, updated_at, final_at";

@@ -169,6 +169,8 @@ struct BatchLine {
     user_id: String,
     currency: String,
     total: i64,
+    created_at: i64,
+    sku: Option<String>,
     stock_id: Option<String>,
     quantity: Option<i64>,
 }
@@ -196,12 +198,15 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         let mut pending = std::collections::HashSet::new();
         let mut exhausted = std::collections::HashSet::new();
         let mut lines: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
-        // Each pending order's customer, currency and total, for `customer_totals`.
-        let mut buyers: std::collections::HashMap<String, (String, String, i64)> = Default::default();
+        // Each pending order's customer, currency, total and placement time, and its units
+        // per SKU: what a confirmation adds to `customer_totals` and `customer_sku_hours`.
+        let mut buyers: std::collections::HashMap<String, (String, String, i64, i64)> = Default::default();
+        let mut units: std::collections::HashMap<String, Vec<(String, i64)>> = Default::default();
         // The jobs' orders (locked against a concurrent cancel on PostgreSQL) with the
         // lines of those still PENDING, in one statement.
         let mut q = sqlx::QueryBuilder::new(
-            "select o.id as order_id, o.status, o.reason, o.user_id, o.currency, o.total, l.stock_id, l.quantity from orders o \
+            "select o.id as order_id, o.status, o.reason, o.user_id, o.currency, o.total, o.created_at, \
+             l.sku, l.stock_id, l.quantity from orders o \
              left join order_lines l on l.order_id = o.id and o.status = 'PENDING' where ",
         );
         pool.push_any(&mut q, "o.id", jobs.iter().map(|job| job.order_id.clone()).collect());
@@ -216,9 +221,12 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
                 continue;
             }
             pending.insert(row.order_id.clone());
-            buyers
-                .entry(row.order_id.clone())
-                .or_insert_with(|| (row.user_id.clone(), row.currency.clone(), row.total));
+            buyers.entry(row.order_id.clone()).or_insert_with(|| {
+                (row.user_id.clone(), row.currency.clone(), row.total, row.created_at)
+            });
+            if let (Some(sku), Some(quantity)) = (&row.sku, row.quantity) {
+                units.entry(row.order_id.clone()).or_default().push((sku.clone(), quantity));
+            }
             if let (Some(stock_id), Some(quantity)) = (row.stock_id, row.quantity) {
                 lines.entry(row.order_id).or_default().push((stock_id, quantity));
             }
@@ -345,15 +353,21 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
         // The customers' confirmed totals (what WIT 1.1's context reports as lifetime
         // orders and spend), one row per customer and currency of the batch.
         let mut bought: BTreeMap<(&str, &str), (&str, i64, i64)> = BTreeMap::new();
+        let mut hours: BTreeMap<(&str, &str, i64), i64> = BTreeMap::new();
         for (job, outcome) in &settled {
             if **outcome == Settled::Confirmed
-                && let Some((user_id, currency, total)) = buyers.get(&job.order_id)
+                && let Some((user_id, currency, total, created_at)) = buyers.get(&job.order_id)
             {
                 let entry = bought
                     .entry((user_id.as_str(), currency.as_str()))
                     .or_insert((job.tenant_id.as_str(), 0, 0));
                 entry.1 += 1;
                 entry.2 = entry.2.saturating_add(*total);
+                for (sku, quantity) in units.get(&job.order_id).into_iter().flatten() {
+                    *hours
+                        .entry((user_id.as_str(), sku.as_str(), created_at / super::HOUR_MS))
+                        .or_default() += quantity;
+                }
             }
         }
         if !bought.is_empty() {
@@ -373,6 +387,19 @@ async fn settle(state: &WorkerContext, jobs: &[Job]) -> Result<Vec<Settled>, sql
                 " where true on conflict (user_id, currency) do update set \
                  orders = customer_totals.orders + excluded.orders, \
                  spend = customer_totals.spend + excluded.spend",
+            );
+        }
+        if !hours.is_empty() {
+            let q = chain.statement("insert into customer_sku_hours (user_id, sku, hour, units) ");
+            pool.push_rows(q, vec![
+                Col::text(hours.keys().map(|(user_id, _, _)| *user_id)),
+                Col::text(hours.keys().map(|(_, sku, _)| *sku)),
+                Col::int(hours.keys().map(|(_, _, hour)| *hour)),
+                Col::int(hours.values().copied()),
+            ]);
+            q.push(
+                " where true on conflict (user_id, sku, hour) do update set \
+                 units = customer_sku_hours.units + excluded.units",
             );
         }
         // Settled: the jobs are acknowledged in the same chain.
@@ -512,6 +539,11 @@ pub async fn run_worker(state: WorkerContext, worker: String, mut stop: watch::R
                 Ok(0) => {}
                 Ok(n) => tracing::info!(decisions = n, "decision logs past retention deleted"),
                 Err(error) => tracing::warn!(%error, "sweeping decision logs failed"),
+            }
+            match super::sweep_old_sku_hours(&state.store, now).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(buckets = n, "customer units older than 31 days deleted"),
+                Err(error) => tracing::warn!(%error, "sweeping customer units failed"),
             }
         }
         let wake = state.work.clone();

@@ -145,6 +145,29 @@ async fn cancel_order(
                     .bind(&order.id)
                     .fetch_all(&mut *tx)
                     .await?;
+                    // What the confirmation added to the customer's figures (WIT 1.1's
+                    // lifetime totals and recent units) goes again.
+                    sqlx::query(
+                        "update customer_totals set orders = orders - 1, spend = spend - $1 \
+                         where user_id = $2 and currency = $3",
+                    )
+                    .bind(order.total)
+                    .bind(&order.user_id)
+                    .bind(&order.currency)
+                    .execute(&mut *tx)
+                    .await?;
+                    for line in &lines {
+                        sqlx::query(
+                            "update customer_sku_hours set units = units - $1 \
+                             where user_id = $2 and sku = $3 and hour = $4",
+                        )
+                        .bind(line.quantity)
+                        .bind(&order.user_id)
+                        .bind(&line.sku)
+                        .bind(order.created_at / super::HOUR_MS)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     for line in lines {
                         sqlx::query(
                             "update stock_items set available = available + $1, reserved = reserved - $1, \
