@@ -540,7 +540,14 @@ async fn refused_bindings_store_and_publish_nothing(backend: Backend) {
         ),
         (
             "validation",
-            json!({ "component": "flash-sale@0.1.0", "config": { "skus": ["MUG"] } }),
+            // Tables and arrays are config values now (their JSON text), but only of
+            // integers, strings and booleans: no float, no null, anywhere.
+            json!({ "component": "flash-sale@0.1.0", "config": { "skus": ["MUG", 2.5] } }),
+            "CONFIG_INVALID",
+        ),
+        (
+            "validation",
+            json!({ "component": "flash-sale@0.1.0", "config": { "skus": { "MUG": null } } }),
             "CONFIG_INVALID",
         ),
         (

@@ -391,7 +391,8 @@ pub struct BindBody {
     /// the highest matching version among the platform's and the tenant's components.
     pub component: String,
     /// Configuration read by `config(key)`: strings (integers and booleans are taken as
-    /// their text).
+    /// their text), or JSON objects and arrays of them, read as their JSON text (integers
+    /// only, no null; at most 256 KiB per binding in all).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: serde_json::Map<String, serde_json::Value>,
