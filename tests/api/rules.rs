@@ -347,8 +347,8 @@ async fn a_1_1_component_sees_the_request_history_and_structured_config(backend:
     let app = spawn_app(backend).await;
     let (mug, _) = app.seed_product(None, "MUG", 1_200, 1_000).await;
     app.seed_product(None, "CUP", 500, 10).await;
-    let operator = app
-        .user_with_role("ops@example.com", Role::Operator, None)
+    // The operator binds later, signed in again then.
+    app.user_with_role("ops@example.com", Role::Operator, None)
         .await;
     let buyer = app
         .user_with_role("buyer@example.com", Role::Customer, None)
