@@ -18,6 +18,7 @@ mod dependency;
 mod deploy;
 mod dry_run;
 mod durability;
+mod examples;
 mod hardening;
 mod health_docs;
 mod http_edge;
