@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What the history figures of WIT 1.1 add to the order path's read (issue 15): pgbench
 # runs the order path's batched read for one order (customer + 3 lines by sku) with and
-# without its two history branches (customer_totals, customer_sku_hours), under the
+# without its three history branches (customer_totals, customer_sku_hours, pending orders), under the
 # service's own connection settings (generic plans, no seqscan, no JIT, no parallel
 # workers), and prints the mean latency of each.
 #
@@ -44,7 +44,17 @@ union all select b.user_id, '', null, null, null, null, cast('{}' as text[]), nu
        where s.id = any(array[]::text[])) k
  join customer_sku_hours b on b.sku = k.sku
  where b.user_id = any(array['$user']) and b.hour >= $((hour - 720))
- group by b.user_id, b.sku"
+ group by b.user_id, b.sku
+union all select o.user_id, '', null, null, null, null, cast('{}' as text[]), null, null, l.sku, null,
+ cast(sum(l.quantity) as bigint), null, null,
+ cast(sum(case when o.created_at >= $(( ($(date +%s) - 86400) * 1000 )) then l.quantity else 0 end) as bigint), null, null
+ from orders o join order_lines l on l.order_id = o.id
+ where o.user_id = any(array['$user']) and o.status = 'PENDING' and o.created_at >= $(( ($(date +%s) - 2592000) * 1000 ))
+ and l.sku in (select p.sku from products p where p.tenant_id = any(array['$tenant'])
+       and p.sku = any(array['HIST-000','HIST-001','HIST-002'])
+       union all select p.sku from stock_items s join products p on p.id = s.product_id
+       where s.id = any(array[]::text[]))
+ group by o.user_id, l.sku"
 echo "$base;" > "$dir/without.sql"
 echo "$base$history;" > "$dir/with.sql"
 export PGOPTIONS="-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c jit=off -c max_parallel_workers_per_gather=0"

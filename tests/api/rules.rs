@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     backend_tests,
-    helpers::{Backend, TestApp, assert_error, json_ok, new_client, spawn_app},
+    helpers::{Backend, TestApp, assert_error, json_ok, new_client, spawn_app, spawn_app_with},
 };
 
 backend_tests!(
@@ -19,6 +19,7 @@ backend_tests!(
     a_1_1_component_sees_the_request_history_and_structured_config,
     structured_config_is_bounded_and_integer_only,
     a_context_above_the_input_limit_is_refused_not_truncated,
+    a_pending_order_counts_in_the_recent_units_once,
 );
 
 /// `PATCH {path}` with a JSON body as `token`, expecting 200.
@@ -590,4 +591,59 @@ async fn a_context_above_the_input_limit_is_refused_not_truncated(backend: Backe
         StatusCode::ACCEPTED,
     )
     .await;
+}
+
+async fn a_pending_order_counts_in_the_recent_units_once(backend: Backend) {
+    // No workers: the first order stays PENDING until the test settles it.
+    let app = spawn_app_with(backend, |c| c.workers = 0).await;
+    app.seed_product(None, "LAMP", 7_900, 100).await;
+    let operator = app
+        .user_with_role("ops@example.com", Role::Operator, None)
+        .await;
+    let buyer = app
+        .user_with_role("buyer@example.com", Role::Customer, None)
+        .await;
+    upload(&app, &operator, "echo", "0.1.0", "context_echo.wasm").await;
+    let order = json!({ "lines": [{ "sku": "LAMP", "quantity": 2 }] });
+    let placed = json_ok(
+        post(&app, &buyer, "/order", &order).await,
+        StatusCode::ACCEPTED,
+    )
+    .await;
+    assert_eq!(placed["status"], "PENDING");
+    json_ok(
+        bind(
+            &app,
+            &operator,
+            "default",
+            "validation",
+            json!({ "component": "echo@0.1.0" }),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let units = |echoed: &[Value]| {
+        let ctx = message(echoed, "CONTEXT_ECHO").to_owned();
+        ctx.split("units-last24h: ")
+            .nth(1)
+            .map(|s| s[..s.find('}').unwrap_or(s.len())].to_owned())
+    };
+    // Pending: a second order right after the first (a double click) sees its 2 units.
+    let echoed = violations(post(&app, &buyer, "/order/quote", &order).await).await;
+    assert_eq!(
+        units(&echoed).as_deref(),
+        Some("2, units-last30d: 2 "),
+        "{echoed:?}"
+    );
+    // Confirmed: counted from the buckets now, not twice.
+    orderhost::orders::process::run_once(&app.state, "w")
+        .await
+        .expect("settles");
+    let echoed = violations(post(&app, &buyer, "/order/quote", &order).await).await;
+    assert_eq!(
+        units(&echoed).as_deref(),
+        Some("2, units-last30d: 2 "),
+        "{echoed:?}"
+    );
 }

@@ -27,6 +27,11 @@ create table customer_sku_hours (
 );
 create index customer_sku_hours_hour_idx on customer_sku_hours (hour);
 
+-- The customer's orders still PENDING, for the same figures: confirmed units come from
+-- the buckets, units of orders accepted but not settled yet from these (a partial index:
+-- it holds only live work, however long the history).
+create index orders_pending_user_idx on orders (user_id) where status = 'PENDING';
+
 -- The orders confirmed before this migration.
 insert into customer_totals (user_id, currency, tenant_id, orders, spend)
 select user_id, currency, min(tenant_id), count(*), sum(total)

@@ -40,7 +40,8 @@ pub struct CustomerRow {
     /// Confirmed orders and what they cost, per currency (sorted by currency).
     pub confirmed: Vec<(String, i64, i64)>,
     /// Per SKU of this order's lines the customer bought recently: units in its confirmed
-    /// orders of the last 24 hours and of the last 30 days (`customer_sku_hours`).
+    /// orders of the last 24 hours and of the last 30 days (`customer_sku_hours`), plus
+    /// those of its orders still pending.
     pub recent_units: HashMap<String, (i64, i64)>,
 }
 
@@ -267,14 +268,35 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                  from (select p.sku from products p where ");
         pool.push_any(&mut q, "p.tenant_id", sku_tenants.clone());
         q.push(" and ");
-        pool.push_any(&mut q, "p.sku", skus);
+        pool.push_any(&mut q, "p.sku", skus.clone());
         q.push(" union all select p.sku from stock_items s join products p on p.id = s.product_id where ");
-        pool.push_any(&mut q, "s.id", stock_ids);
+        pool.push_any(&mut q, "s.id", stock_ids.clone());
         q.push(") k join customer_sku_hours b on b.sku = k.sku where ");
-        pool.push_any(&mut q, "b.user_id", users);
+        pool.push_any(&mut q, "b.user_id", users.clone());
         q.push(" and b.hour >= ")
             .push_bind(since(RECENT_WINDOW_MS))
             .push(" group by b.user_id, b.sku");
+        // Plus the units of the customers' orders still PENDING (accepted, not settled
+        // yet), through the partial index of pending orders by customer (live work, not
+        // history): a second order placed right after the first — a double click — sees
+        // the first one's units. Same columns as the buckets' rows; `Found` adds them up.
+        q.push(" union all select o.user_id, '', null, null, null, null, ")
+            .push(pool.empty_text_list())
+            .push(", null, null, l.sku, null, cast(sum(l.quantity) as bigint), null, null, \
+                 cast(sum(case when o.created_at >= ")
+            .push_bind(now - DAY_MS)
+            .push(" then l.quantity else 0 end) as bigint), null, null \
+                 from orders o join order_lines l on l.order_id = o.id where ");
+        pool.push_any(&mut q, "o.user_id", users);
+        q.push(" and o.status = 'PENDING' and o.created_at >= ")
+            .push_bind(now - RECENT_WINDOW_MS)
+            .push(" and l.sku in (select p.sku from products p where ");
+        pool.push_any(&mut q, "p.tenant_id", sku_tenants.clone());
+        q.push(" and ");
+        pool.push_any(&mut q, "p.sku", skus);
+        q.push(" union all select p.sku from stock_items s join products p on p.id = s.product_id where ");
+        pool.push_any(&mut q, "s.id", stock_ids);
+        q.push(") group by o.user_id, l.sku");
         q.build_query_as::<GroupRow>().fetch_all(pool).await?
     });
     let mut customers = HashMap::new();
@@ -355,11 +377,10 @@ async fn read_group(store: &Store, group: &[ReadRequest]) -> Result<Found, sqlx:
                 available: Some(units_24h),
                 ..
             } => {
-                history
-                    .entry(id)
-                    .or_default()
-                    .units
-                    .insert(sku, (units_24h, units_30d));
+                // A SKU's confirmed (bucket) and pending rows add up.
+                let units = history.entry(id).or_default().units.entry(sku).or_default();
+                units.0 += units_24h;
+                units.1 += units_30d;
             }
             _ => {}
         }

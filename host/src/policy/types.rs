@@ -245,8 +245,8 @@ pub struct OrderLine {
     /// The product's category (WIT 1.1).
     #[serde(default)]
     pub category: Option<String>,
-    /// Units of this SKU in the customer's confirmed orders of the last 24 hours, in
-    /// whole clock hours (WIT 1.1).
+    /// Units of this SKU in the customer's confirmed (in whole clock hours) and pending
+    /// orders of the last 24 hours (WIT 1.1).
     #[serde(default)]
     pub units_last24h: u32,
     /// Likewise for the 30 days before the order time (WIT 1.1).
