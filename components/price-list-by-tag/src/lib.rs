@@ -46,11 +46,15 @@
 
 wit_bindgen::generate!({ world: "pricer", path: "../../wit/1.1.0" });
 
+#[path = "../../shared/price_lines.rs"]
+mod price_lines;
+use price_lines::{overflow, price_lines};
+
 use std::collections::BTreeMap;
 
 use exports::ordering::policy::pricing::Guest;
 use ordering::policy::host::config;
-use ordering::policy::types::{Discount, LinePrice, OrderContext, OrderLine, PolicyError, Quote};
+use ordering::policy::types::{Discount, OrderContext, PolicyError, Quote};
 
 struct PriceListByTag;
 
@@ -93,45 +97,6 @@ fn parse_price_lists(raw: &str) -> Result<PriceLists, String> {
         }
     }
     Ok(lists)
-}
-
-fn overflow() -> PolicyError {
-    PolicyError::InvalidInput("amount overflows 64-bit minor units".into())
-}
-
-/// Catalog prices of `lines`: the line prices, their sum and their one currency.
-fn price_lines(lines: &[OrderLine]) -> Result<(Vec<LinePrice>, i64, String), PolicyError> {
-    let first = lines
-        .first()
-        .ok_or_else(|| PolicyError::InvalidInput("the order has no lines".into()))?;
-    let currency = first.currency.clone();
-    let mut prices = Vec::with_capacity(lines.len());
-    let mut gross: i64 = 0;
-    for (i, line) in lines.iter().enumerate() {
-        if line.currency != currency {
-            return Err(PolicyError::InvalidInput(format!(
-                "line {i} is in {}, the order in {currency}",
-                line.currency
-            )));
-        }
-        if line.unit_price < 0 {
-            return Err(PolicyError::InvalidInput(format!(
-                "line {i} has a negative price"
-            )));
-        }
-        let subtotal = line
-            .unit_price
-            .checked_mul(i64::from(line.quantity))
-            .ok_or_else(overflow)?;
-        gross = gross.checked_add(subtotal).ok_or_else(overflow)?;
-        prices.push(LinePrice {
-            line: u32::try_from(i).map_err(|_| overflow())?,
-            unit_price: line.unit_price,
-            quantity: line.quantity,
-            subtotal,
-        });
-    }
-    Ok((prices, gross, currency))
 }
 
 /// The lowest list price of `sku` among the lists of `tags`, with the tag whose list
@@ -205,7 +170,7 @@ export!(PriceListByTag);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ordering::policy::types::Customer;
+    use ordering::policy::types::{Customer, OrderLine};
 
     fn line(sku: &str, quantity: u32, unit_price: i64) -> OrderLine {
         OrderLine {
