@@ -184,15 +184,15 @@ fn parse_attributes(raw: Option<BTreeMap<String, String>>) -> Result<Vec<Attribu
                 format!("keys are 1-{MAX_ATTRIBUTE_KEY_CHARS} of a-z, 0-9, '-', '_', '.'"),
             ));
         }
-        if value.chars().count() > MAX_ATTRIBUTE_VALUE_CHARS || value.chars().any(char::is_control)
-        {
+        if value.chars().count() > MAX_ATTRIBUTE_VALUE_CHARS {
             return Err(ApiError::validation(
                 &field,
-                format!(
-                    "values are at most {MAX_ATTRIBUTE_VALUE_CHARS} characters, without control characters"
-                ),
+                format!("values are at most {MAX_ATTRIBUTE_VALUE_CHARS} characters"),
             ));
         }
+        // A value is a single-line field: the project's one rule for those.
+        crate::text::single_line(&value)
+            .map_err(|e| ApiError::validation(&field, e.to_string()))?;
         if attributes.insert(folded, value).is_some() {
             return Err(ApiError::validation(
                 &field,
